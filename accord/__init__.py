@@ -1,0 +1,3 @@
+"""accord: train, evaluate and ship cooperative multi-agent RL policies."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,181 @@
+"""Multi-agent PPO: MAPPO (centralized critic, CTDE) and IPPO (local critic, decentralized).
+
+Follows Yu et al. 2022, "The Surprising Effectiveness of PPO in Cooperative Multi-Agent Games"
+(arXiv 2103.01955), and its reference implementation's defaults; deviations are listed in
+``accord/algos/README.md``. One :meth:`PPO.update` reads like the paper's algorithm box:
+
+    targets (value de-normalization, GAE via the credit module) -> advantage normalization
+    -> for each epoch and minibatch: clipped surrogate, entropy, clipped Huber value loss -> step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from accord.config import Config
+from accord.credit import CREDIT
+from accord.envs.base import Step, VecEnv
+from accord.models.actor_critic import Actor, Critic
+from accord.models.value_norm import ValueNorm
+from accord.rollout import Rollout
+from accord.runners.sync import SyncRunner
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    return (x * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def clipped_surrogate(logp: Tensor, logp_old: Tensor, adv: Tensor, clip: float, mask: Tensor) -> Tensor:
+    """Eq. (PPO-clip): -E[min(r A, clip(r, 1-eps, 1+eps) A)], r = pi/pi_old, over alive agents."""
+    ratio = torch.exp(logp - logp_old)
+    surr = torch.minimum(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv)
+    return -masked_mean(surr, mask)
+
+
+def value_loss(v: Tensor, v_old: Tensor, target: Tensor, clip: float | None, huber: float | None,
+               mask: Tensor) -> Tensor:
+    """max(l(R - V), l(R - V_clip)), V_clip = V_old + clip(V - V_old, -eps, eps); l Huber or squared."""
+    def loss(err: Tensor) -> Tensor:
+        if huber is None:
+            return 0.5 * err.pow(2)
+        return nn.functional.huber_loss(err, torch.zeros_like(err), reduction="none", delta=huber)
+
+    l_v = loss(target - v)
+    if clip is not None:
+        v_clip = v_old + (v - v_old).clamp(-clip, clip)
+        l_v = torch.maximum(l_v, loss(target - v_clip))
+    return masked_mean(l_v, mask)
+
+
+class PPO:
+    """Owns actor, critic, value normalizer, optimizers and the runner that feeds them."""
+
+    def __init__(self, cfg: Config, env: VecEnv) -> None:
+        self.cfg, self.env = cfg, env
+        spec, device = env.spec, env.device
+        centralized = cfg.centralized_critic
+        if centralized and spec.state_dim == 0:
+            from accord.errors import ConfigError
+
+            raise ConfigError(f"task '{cfg.task.name}' has no global state for a centralized critic; "
+                              "use architecture=decentralized or ppo.critic=local")
+        self.actor = Actor(spec, cfg.model, cfg.ppo.log_std_init).to(device)
+        self.critic = Critic(spec, cfg.model, centralized).to(device)
+        self.value_norm = ValueNorm().to(device) if cfg.ppo.value_norm else None
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.ppo.lr, eps=1e-5)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.ppo.critic_lr, eps=1e-5)
+        self.credit = CREDIT[cfg.credit.name]
+        h = cfg.model.hidden
+        shape = (env.num_envs, spec.n_agents, h)
+        self._h_actor = torch.zeros(shape, device=device) if cfg.model.recurrent else None
+        self._h_critic = torch.zeros(shape, device=device) if cfg.model.recurrent else None
+        self.runner = SyncRunner(env, self, cfg.ppo.rollout_len, cfg.seed)
+        self.env_steps = 0
+        self.updates = 0
+
+    # -- acting (RolloutPolicy) ---------------------------------------------------------------
+    def act(self, step: Step, starts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        obs = {m: x.unsqueeze(0) for m, x in step.obs.items()}  # [1, B, N, ...]
+        params, self._h_actor = self.actor(obs, step.avail_actions.unsqueeze(0), self._h_actor, starts[None])
+        act, logp = self.actor.sample(params[0])
+        value, self._h_critic = self.critic(obs, step.state.unsqueeze(0), self._h_critic, starts[None])
+        return act, logp, value[0]
+
+    def value(self, obs: dict[str, Tensor], state: Tensor, starts: Tensor) -> Tensor:
+        obs = {m: x.unsqueeze(0) for m, x in obs.items()}
+        v, _ = self.critic(obs, state.unsqueeze(0), self._h_critic, starts[None])
+        return v[0]
+
+    def hidden(self) -> tuple[Tensor | None, Tensor | None]:
+        return (None if self._h_actor is None else self._h_actor.clone(),
+                None if self._h_critic is None else self._h_critic.clone())
+
+    def denormalize(self, v: Tensor) -> Tensor:
+        return v if self.value_norm is None else self.value_norm.denormalize(v)
+
+    # -- learning -----------------------------------------------------------------------------
+    def train_iteration(self) -> dict[str, float]:
+        batch = self.runner.collect()
+        self.env_steps += batch.reward.numel()
+        metrics = self.update(batch)
+        self.updates += 1
+        return metrics
+
+    def update(self, batch: Rollout) -> dict[str, float]:
+        p = self.cfg.ppo
+        mask = batch.agent_mask.float()  # [T, B, N]; dead agents leave every loss
+
+        # Targets: de-normalized values, bootstrap from the next state (final obs when truncated).
+        values = self.denormalize(batch.values)
+        next_values = torch.cat([values[1:], self.denormalize(batch.last_values)[None]])  # [T, B, N]
+        next_values = torch.where(batch.truncated[..., None], self.denormalize(batch.final_values), next_values)
+        # Credit assignment: per-agent advantages from the chosen reward signal (GAE).
+        adv = self.credit(batch, values, next_values, p.gamma, p.gae_lambda)
+        returns = adv + values
+        if self.value_norm is not None:
+            self.value_norm.update(returns[batch.agent_mask])
+            targets = self.value_norm.normalize(returns)
+        else:
+            targets = returns
+        # Advantage normalization over alive agents only.
+        alive = adv[batch.agent_mask]
+        adv = (adv - alive.mean()) / (alive.std() + 1e-5)
+
+        logs: dict[str, list[float]] = {}
+        b = batch.reward.shape[1]
+        for _ in range(p.epochs):
+            for idx in torch.randperm(b, device=adv.device).chunk(p.minibatches):
+                mb = batch.envs(idx)
+                m = mask[:, idx]
+                params, _ = self.actor(mb.obs, mb.avail, mb.h_actor, mb.starts)
+                logp = self.actor.log_prob(params, mb.actions)
+                # Eq. 1 (MAPPO): clipped surrogate with an entropy bonus.
+                policy_loss = clipped_surrogate(logp, mb.logp, adv[:, idx], p.clip, m)
+                entropy = masked_mean(self.actor.entropy(params), m)
+                actor_grad = self._step(self.actor, self.actor_opt, policy_loss - p.entropy_coef * entropy)
+                # Eq. 2 (MAPPO): clipped Huber value loss on normalized targets.
+                v, _ = self.critic(mb.obs, mb.state, mb.h_critic, mb.starts)
+                v_loss = value_loss(v, mb.values, targets[:, idx], p.clip if p.value_clip else None,
+                                    p.huber_delta, m)
+                critic_grad = self._step(self.critic, self.critic_opt, p.value_coef * v_loss)
+                with torch.no_grad():
+                    log_ratio = logp - mb.logp
+                    kl = masked_mean(log_ratio.exp() - 1 - log_ratio, m)
+                    clipped = masked_mean(((log_ratio.exp() - 1).abs() > p.clip).float(), m)
+                for k, x in (("policy_loss", policy_loss), ("value_loss", v_loss), ("entropy", entropy),
+                             ("approx_kl", kl), ("clip_frac", clipped), ("actor_grad_norm", actor_grad),
+                             ("critic_grad_norm", critic_grad)):
+                    logs.setdefault(k, []).append(float(x))
+        out = {k: sum(v) / len(v) for k, v in logs.items()}
+        var_ret = returns[batch.agent_mask].var()
+        out["explained_variance"] = float(1 - (returns - values)[batch.agent_mask].var() / var_ret.clamp_min(1e-8))
+        return out
+
+    def _step(self, module: nn.Module, opt: torch.optim.Optimizer, loss: Tensor) -> Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = nn.utils.clip_grad_norm_(module.parameters(), self.cfg.ppo.max_grad_norm)
+        opt.step()
+        return norm
+
+    # -- checkpoint state -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+            "value_norm": None if self.value_norm is None else self.value_norm.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+            "env_steps": self.env_steps, "updates": self.updates, "episodes": self.runner.stats.episodes,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        if self.value_norm is not None:
+            self.value_norm.load_state_dict(state["value_norm"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
+        self.runner.stats.episodes = int(state["episodes"])

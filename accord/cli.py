@@ -1,0 +1,154 @@
+"""``accord`` command line: train | eval | runs | tasks | config show.
+
+User errors print one line (``error: ...``) and exit 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from accord.errors import AccordError
+
+
+def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
+    cells = [[str(c) for c in header]] + [[f"{c:.3f}" if isinstance(c, float) else str(c) for c in r]
+                                          for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from accord.config import load_config
+    from accord.evaluate import evaluate_run
+    from accord.train import train
+
+    if args.resume:
+        root_cfg = load_config(args.config) if args.config else None
+        result = train(root_cfg, resume=args.resume, overrides=args.overrides, progress=not args.no_progress)
+    else:
+        if not args.config:
+            raise AccordError("accord train needs a CONFIG file (see configs/) or --resume RUN")
+        result = train(load_config(args.config, args.overrides), overrides=args.overrides,
+                       progress=not args.no_progress)
+    rows = [("run", result.run.name), ("status", result.status), ("env steps", result.env_steps),
+            ("wall time (s)", round(result.wall_s, 1)), ("env steps/s", round(result.fps)),
+            ("return (last 100 training episodes)", round(result.return_mean, 3))]
+    if args.eval_episodes > 0 and result.status == "finished":
+        ev = evaluate_run(result.run.path, root=result.run.path.parent, episodes=args.eval_episodes)
+        rows += [(f"return, greedy policy ({args.eval_episodes} eval episodes)",
+                  f"{ev['policy']['return_mean']:.3f} +- {ev['policy']['return_std']:.3f}"),
+                 ("return, random policy (same episodes)",
+                  f"{ev['random']['return_mean']:.3f} +- {ev['random']['return_std']:.3f}")]
+    print()
+    print(_table(rows, ("result", "value")))
+    print(f"\nstored in {result.run.path}  (metrics.jsonl, tb/, checkpoints/)")
+    print(f"resume with: accord train --resume {result.run.name}")
+    return 0 if result.status == "finished" else 130
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from accord.evaluate import evaluate_run
+
+    ev = evaluate_run(args.run, root=args.root, episodes=args.episodes, deterministic=not args.stochastic)
+    if args.json:
+        print(json.dumps(ev))
+    else:
+        rows = [(name, r["return_mean"], r["return_std"], r.get("success_rate", "-")) for name, r in ev.items()]
+        print(_table(rows, ("policy", "return_mean", "return_std", "success_rate")))
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from accord.store import RunIndex
+
+    with RunIndex(args.root) as index:
+        index.reconcile()
+        runs = index.list()
+    if not runs:
+        print(f"no runs in {args.root}")
+        return 0
+    rows = [(r["name"], r["status"], r["env_steps"] or 0,
+             "-" if r["last_return"] is None else round(r["last_return"], 3), r["created"][:19]) for r in runs]
+    print(_table(rows, ("run", "status", "env_steps", "last_return", "created")))
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from accord.envs.registry import TASKS
+
+    print(_table([(name, t.summary) for name, t in TASKS.items()], ("task", "description")))
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    from accord.config import dump_config, load_config
+
+    print(dump_config(load_config(args.config, args.overrides)), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="accord", description="Train, evaluate and ship cooperative MARL policies.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train from a config (YAML + key.path=value overrides)")
+    t.add_argument("config", nargs="?", help="config file, e.g. configs/spread_mappo.yaml")
+    t.add_argument("overrides", nargs="*", help="overrides like ppo.lr=3e-4 task.num_envs=128")
+    t.add_argument("--resume", metavar="RUN", help="continue a run from its last checkpoint")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--eval-episodes", type=int, default=256, help="greedy eval episodes at the end (0: none)")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a run's latest checkpoint against a random policy")
+    e.add_argument("run")
+    e.add_argument("--root", default="runs")
+    e.add_argument("--episodes", type=int, default=100)
+    e.add_argument("--stochastic", action="store_true", help="sample actions instead of greedy")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+    r = sub.add_parser("runs", help="list runs with status, steps and last return")
+    r.add_argument("--root", default="runs")
+    r.set_defaults(func=cmd_runs)
+
+    sub.add_parser("tasks", help="list built-in tasks").set_defaults(func=cmd_tasks)
+
+    c = sub.add_parser("config", help="config tools")
+    csub = c.add_subparsers(dest="config_command", required=True)
+    cs = csub.add_parser("show", help="print the resolved config")
+    cs.add_argument("config", nargs="?")
+    cs.add_argument("overrides", nargs="*")
+    cs.set_defaults(func=cmd_config_show)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    # A positional override given before the config (e.g. `train a=b cfg.yaml`) is not a config file.
+    if getattr(args, "config", None) and "=" in args.config:
+        args.overrides.insert(0, args.config)
+        args.config = None
+    try:
+        code = args.func(args)
+    except AccordError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

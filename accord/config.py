@@ -1,0 +1,202 @@
+"""One validated config schema: defaults live here and nowhere else.
+
+A run's config is YAML (see ``configs/``) plus ``a.b=c`` overrides from the command line. Every
+problem (unknown key, wrong type, incompatible choices) is found before any work starts and
+reported together, one line each, with the closest valid key suggested for typos.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from accord.errors import ConfigError
+
+SCHEMA_VERSION = 1
+
+
+class Section(BaseModel):
+    """Base for config sections: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TaskConfig(Section):
+    name: str = Field("spread", description="Task from `accord tasks`, or 'pettingzoo' for any ParallelEnv.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the task.")
+    num_envs: int = Field(64, ge=1, description="Envs stepped together (B).")
+    guard: bool = Field(True, description="Validate every env output (shapes, dtypes, NaN).")
+
+
+class ModelConfig(Section):
+    hidden: int = Field(64, ge=1, description="Width of hidden layers.")
+    layers: int = Field(2, ge=1, description="Hidden layers in each MLP.")
+    recurrent: bool = Field(False, description="Add a GRU after the MLP (memory over the episode).")
+    share_params: bool = Field(True, description="One network for all agents (with agent id) or one each.")
+    agent_id: bool = Field(True, description="Append a one-hot agent id to inputs.")
+    activation: Literal["relu", "tanh"] = "relu"
+    input_norm: bool = Field(True, description="LayerNorm on network inputs (Yu et al. 2022).")
+
+
+class PPOConfig(Section):
+    critic: Literal["auto", "centralized", "local"] = Field(
+        "auto", description="Critic input: global state + agent id (MAPPO) or own observation (IPPO); "
+        "auto picks from the architecture.")
+    rollout_len: int = Field(25, ge=1, description="Steps collected per env before each update (T).")
+    epochs: int = Field(10, ge=1)
+    minibatches: int = Field(1, ge=1, description="Minibatches per epoch, split over envs.")
+    lr: float = Field(7e-4, gt=0, description="Actor learning rate (Adam, eps 1e-5).")
+    critic_lr: float = Field(7e-4, gt=0)
+    gamma: float = Field(0.99, ge=0, le=1)
+    gae_lambda: float = Field(0.95, ge=0, le=1)
+    clip: float = Field(0.2, gt=0, description="PPO ratio clip epsilon.")
+    value_clip: bool = Field(True, description="Clip the value change by `clip` (delta clipping).")
+    huber_delta: float | None = Field(10.0, description="Huber loss on values; null for squared error.")
+    value_norm: bool = Field(True, description="Normalize value targets with running statistics.")
+    entropy_coef: float = Field(0.01, ge=0)
+    value_coef: float = Field(1.0, ge=0)
+    max_grad_norm: float = Field(10.0, gt=0)
+    log_std_init: float = Field(-0.5, description="Initial log std of Gaussian (continuous) policies.")
+
+
+class CreditConfig(Section):
+    name: Literal["shared", "individual"] = Field(
+        "shared", description="Which reward each agent learns from: the team's or its own.")
+
+
+class RunnerConfig(Section):
+    kind: Literal["sync", "subproc"] = Field(
+        "sync", description="sync: envs in this process; subproc: PettingZoo envs in worker processes.")
+    workers: int | None = Field(None, ge=1, description="Worker processes for subproc (default: cores).")
+
+
+class TrainConfig(Section):
+    total_env_steps: int = Field(500_000, ge=1, description="Env transitions (env x time step) to train.")
+    log_interval: int = Field(20_000, ge=1, description="Env steps between metric log points.")
+    checkpoint_interval_s: float = Field(60.0, gt=0, description="Seconds between checkpoints.")
+    keep_checkpoints: int = Field(3, ge=1)
+    device: str = "cpu"
+    torch_threads: int = Field(1, ge=1, description="torch intra-op threads (1 is fastest for small nets).")
+
+
+class Config(Section):
+    schema_version: int = SCHEMA_VERSION
+    name: str | None = Field(None, description="Run name (default: task__algorithm__seed__time).")
+    seed: int = 0
+    architecture: Literal["ctde", "decentralized", "hierarchical"] = "ctde"
+    algorithm: Literal["ppo"] = "ppo"
+    runs_dir: str = "runs"
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    ppo: PPOConfig = Field(default_factory=PPOConfig)
+    credit: CreditConfig = Field(default_factory=CreditConfig)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @property
+    def centralized_critic(self) -> bool:
+        """MAPPO's critic (state + agent id) unless asked otherwise or decentralized."""
+        if self.ppo.critic == "auto":
+            return self.architecture == "ctde"
+        return self.ppo.critic == "centralized"
+
+    def compatibility_problems(self) -> list[str]:
+        """Cross-field rules; each problem is one line naming the keys and the allowed choices."""
+        from accord.envs.registry import task_problems
+
+        problems = []
+        if self.architecture == "hierarchical":
+            problems.append("architecture: 'hierarchical' is not available yet; allowed: ctde, decentralized")
+        if self.architecture == "decentralized" and self.ppo.critic == "centralized":
+            problems.append("ppo.critic: 'centralized' needs architecture 'ctde' (decentralized agents "
+                            "see only their own observation); allowed here: auto, local")
+        problems += task_problems(self.task, self.runner.kind)
+        return problems
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        keys.append(prefix + name)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys += _known_keys(ann, prefix + name + ".")
+    return keys
+
+
+def _describe(err: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        match = difflib.get_close_matches(key, _known_keys(Config), n=1, cutoff=0.6)
+        hint = f" (did you mean '{match[0]}'?)" if match else ""
+        return f"{key}: unknown key{hint}"
+    allowed = err.get("ctx", {}).get("expected")
+    if allowed:
+        return f"{key}: got {err['input']!r}; allowed: {allowed}"
+    return f"{key}: {err['msg'].lower()} (got {err['input']!r})"
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=c`` -> (["a", "b"], c) with c parsed as YAML (so numbers, bools and lists work)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.path=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{text}': '{part}' is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def build_config(data: dict[str, Any]) -> Config:
+    """Validate a plain dict; raise one ConfigError listing every problem."""
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError("invalid config: " + "; ".join(_describe(err) for err in e.errors())) from None
+    problems = cfg.compatibility_problems()
+    if problems:
+        raise ConfigError("invalid config: " + "; ".join(problems))
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """YAML file (or defaults when None) + overrides -> validated Config."""
+    data = read_yaml(path) if path is not None else {}
+    return build_config(apply_overrides(data, list(overrides or [])))
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

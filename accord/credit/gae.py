@@ -1,0 +1,26 @@
+"""Generalized advantage estimation (Schulman et al. 2016, Eq. 16) with truncation bootstrapping."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def gae(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor, done: Tensor,
+        gamma: float, lam: float) -> Tensor:
+    """Advantages ``[T, B, N]``.
+
+    ``rewards``/``values``/``next_values`` are ``[T, B, N]``; ``next_values[t]`` is V of the state after
+    step t (the final observation's value if the episode was truncated there). ``terminated``/``done``
+    are ``[T, B]``: termination zeroes the bootstrap, any episode end cuts the recursion.
+    delta_t = r_t + gamma V(s_{t+1}) (1 - term_t) - V(s_t);  A_t = delta_t + gamma lam (1 - done_t) A_{t+1}.
+    """
+    not_term = (~terminated).unsqueeze(-1).to(values.dtype)  # [T, B, 1]
+    carry = (gamma * lam) * (~done).unsqueeze(-1).to(values.dtype)  # [T, B, 1]
+    delta = rewards + gamma * next_values * not_term - values
+    adv = torch.zeros_like(values)
+    running = torch.zeros_like(values[0])
+    for t in range(values.shape[0] - 1, -1, -1):  # time recursion; envs and agents batched
+        running = delta[t] + carry[t] * running
+        adv[t] = running
+    return adv

@@ -1,0 +1,149 @@
+"""A cheap validating wrapper: a broken env fails at the step it breaks, with one clear line.
+
+Without it a wrong shape surfaces as a broadcasting error deep in a model, and a NaN reward as a
+NaN loss hours later. Every check is a handful of whole-tensor ops (one host sync for all finiteness
+and mask checks), so the guard stays on by default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from accord.envs.base import EnvSpec, Step, VecEnv
+from accord.errors import EnvError
+
+_OBS_DTYPES = {"vector": torch.float32, "image": torch.uint8, "text": torch.int64}
+_LAYOUT_HINT = "see the layout in accord/envs/base.py"
+
+
+class GuardedVecEnv:
+    """Wraps any :class:`VecEnv`; validates every returned :class:`Step` and every action passed in.
+
+    Raises :class:`EnvError` naming the env, the field and what was expected. Other attributes of the
+    wrapped env (e.g. ``restarts``) are forwarded.
+    """
+
+    def __init__(self, env: VecEnv, name: str | None = None) -> None:
+        self.env = env
+        self.spec: EnvSpec = env.spec
+        self.num_envs: int = env.num_envs
+        self.device: torch.device = env.device
+        self.name = name or getattr(env, "name", type(env).__name__)
+        self._last: Step | None = None
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr == "env":  # not yet set (e.g. while unpickling): avoid recursing
+            raise AttributeError(attr)
+        return getattr(self.env, attr)
+
+    def reset(self, seed: int | None = None) -> Step:
+        self._last = self._check(self.env.reset(seed))
+        return self._last
+
+    def step(self, actions: Tensor) -> Step:
+        self._check_actions(actions)
+        self._last = self._check(self.env.step(actions))
+        return self._last
+
+    def close(self) -> None:
+        self.env.close()
+
+    # -- checks -------------------------------------------------------------------------------------
+
+    def _fail(self, message: str, hint: str) -> EnvError:
+        return EnvError(f"env '{self.name}': {message}; hint: {hint}")
+
+    def _expect(self, field: str, t: Any, shape: tuple[int, ...], dtype: torch.dtype, layout: str) -> None:
+        if not isinstance(t, Tensor):
+            raise self._fail(f"{field} is a {type(t).__name__}, expected a tensor {layout}", _LAYOUT_HINT)
+        if tuple(t.shape) != shape:
+            raise self._fail(f"{field} has shape {tuple(t.shape)}, expected {shape} = {layout}", _LAYOUT_HINT)
+        if t.dtype != dtype:
+            raise self._fail(f"{field} has dtype {t.dtype}, expected {dtype}", _LAYOUT_HINT)
+
+    def _check(self, step: Step) -> Step:
+        spec, b, n = self.spec, self.num_envs, self.spec.n_agents
+        if set(step.obs) != set(spec.obs_shapes):
+            raise self._fail(
+                f"obs has modalities {sorted(step.obs)}, expected {sorted(spec.obs_shapes)}", _LAYOUT_HINT
+            )
+        observations = [("obs", step.obs, step.state)]
+        if step.final_state is not None:
+            observations.append(("final_obs", step.final_obs, step.final_state))
+        finite: list[tuple[str, Tensor]] = []  # float fields that must hold no NaN/inf
+        for prefix, obs, state in observations:
+            for m, shape in spec.obs_shapes.items():
+                field = f"{prefix}['{m}']"
+                self._expect(
+                    field, obs.get(m), (b, n, *shape), _OBS_DTYPES.get(m, torch.float32), f"[B, N, *{shape}]"
+                )
+                if obs[m].is_floating_point():
+                    finite.append((field, obs[m]))
+            state_field = "state" if prefix == "obs" else "final_state"
+            self._expect(state_field, state, (b, spec.state_dim), torch.float32, "[B, state_dim]")
+            finite.append((state_field, state))
+        self._expect("reward", step.reward, (b,), torch.float32, "[B]")
+        self._expect("agent_reward", step.agent_reward, (b, n), torch.float32, "[B, N]")
+        finite += [("reward", step.reward), ("agent_reward", step.agent_reward)]
+        self._expect("terminated", step.terminated, (b,), torch.bool, "[B]")
+        self._expect("truncated", step.truncated, (b,), torch.bool, "[B]")
+        self._expect("agent_mask", step.agent_mask, (b, n), torch.bool, "[B, N]")
+        self._expect(
+            "avail_actions", step.avail_actions, (b, n, spec.avail_dim), torch.bool, "[B, N, avail_dim]"
+        )
+        for k, v in step.info.items():
+            if not isinstance(v, Tensor) or v.dim() == 0 or v.shape[0] != b:
+                got = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
+                raise self._fail(
+                    f"info['{k}'] is {got}, expected a tensor [B] or [B, N] with B={b}", _LAYOUT_HINT
+                )
+
+        flags = [torch.isfinite(t).all() for _, t in finite]
+        some_action = step.avail_actions.any(-1) | ~step.agent_mask  # [B, N]; discrete only
+        if spec.avail_dim:
+            flags.append(some_action.all())
+        if bool(torch.stack(flags).all()):  # the only host sync on the happy path
+            return step
+        for field, t in finite:
+            bad = ~torch.isfinite(t)
+            if bad.any():
+                where = bad.nonzero()[0].tolist()
+                kind = "NaN" if torch.isnan(t[tuple(where)]) else "inf"
+                at = f"env {where[0]}" + (
+                    f", agent {where[1]}" if t.dim() > 1 and "state" not in field else ""
+                )
+                raise self._fail(
+                    f"{kind} in {field} at {at}", "the env produced a non-finite value; check it"
+                )
+        env, agent = (~some_action).nonzero()[0].tolist()
+        raise self._fail(
+            f"avail_actions has no available action for alive agent {agent} at env {env}",
+            "every alive agent needs at least one available action (e.g. a no-op)",
+        )
+
+    def _check_actions(self, actions: Tensor) -> None:
+        if self._last is None:
+            raise self._fail("step() called before reset()", "call reset() first")
+        spec, b, n = self.spec, self.num_envs, self.spec.n_agents
+        if spec.action_kind == "continuous":
+            self._expect("actions", actions, (b, n, spec.n_actions), torch.float32, "[B, N, action_dim]")
+            if not bool(torch.isfinite(actions).all()):
+                env, agent = (~torch.isfinite(actions)).nonzero()[0, :2].tolist()
+                raise self._fail(
+                    f"non-finite action at env {env}, agent {agent}", "check the policy's outputs"
+                )
+            return
+        self._expect("actions", actions, (b, n), torch.int64, "[B, N]")
+        in_range = (actions >= 0) & (actions < spec.n_actions)  # [B, N]
+        avail = self._last.avail_actions.gather(-1, actions.clamp(0, spec.n_actions - 1).unsqueeze(-1))
+        ok = in_range & (avail.squeeze(-1) | ~self._last.agent_mask)  # dead agents may send anything valid
+        if not bool(ok.all()):
+            env, agent = (~ok).nonzero()[0].tolist()
+            action = int(actions[env, agent])
+            raise self._fail(
+                f"action {action} of agent {agent} at env {env} is unavailable (n_actions={spec.n_actions})",
+                "sample actions under the avail_actions mask of the previous step",
+            )

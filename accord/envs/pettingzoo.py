@@ -1,0 +1,318 @@
+"""Adapter: B PettingZoo ``ParallelEnv``s stepped in-process and batched into the base.py layout.
+
+The batching is done in numpy (:meth:`PettingZooVecEnv.reset_arrays` / :meth:`~PettingZooVecEnv.step_arrays`)
+so that :class:`accord.runners.subproc.SubprocVecEnv` can run the same code in worker processes and
+ship plain arrays through pipes; :func:`step_from_arrays` turns those arrays into a :class:`Step`.
+
+Mapping from PettingZoo to the layout:
+
+- agents are ``env.possible_agents`` in order; agents absent from ``env.agents`` (dead) get
+  ``agent_mask`` False, zero obs, zero reward and an all-True ``avail_actions`` row.
+- a ``Box`` observation becomes modality ``"vector"`` (flattened float32). Agents with smaller
+  observations are zero-padded to the largest one. A 3-dim uint8 ``Box`` (HWC) becomes ``"image"``
+  (CHW). A ``Dict`` observation with an ``"observation"`` entry (PettingZoo classic style) uses that
+  entry; its ``"action_mask"`` entry, or ``infos[agent]["action_mask"]``, gives ``avail_actions``.
+- ``Discrete`` actions: ``n_actions`` is the largest ``n``; actions beyond an agent's own ``n`` are
+  unavailable. ``Box`` actions: continuous with the widest ``[low, high]`` over agents; each agent's
+  action is cut to its own dimension and clipped to its own bounds.
+- global state is ``env.state()`` when the env has a ``state_space``; otherwise the concatenation of
+  all agents' vector observations (``agent_state_dim`` = obs size), or no state (``S = 0``) for images.
+- team reward is the sum (default) or mean of the agents' rewards over ``possible_agents``.
+- an episode ends when no agent is left alive; it is ``truncated`` if every agent that ended on the
+  last step did so by truncation only, else ``terminated``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+from torch import Tensor
+
+from accord.envs.base import EnvSpec, Step
+from accord.errors import ConfigError, EnvError
+
+logger = logging.getLogger(__name__)
+
+TeamReward = Literal["sum", "mean"]
+Arrays = dict[str, np.ndarray]  # flat keys: "obs/<modality>", "state", "reward", ..., "info/<name>"
+
+
+def step_from_arrays(arrays: Arrays, device: torch.device) -> Step:
+    """Build a :class:`Step` from the numpy arrays of :meth:`PettingZooVecEnv.step_arrays`.
+
+    ``final_obs``/``final_state`` are only filled when some env finished, as base.py documents.
+    """
+
+    def t(x: np.ndarray) -> Tensor:
+        return torch.from_numpy(x).to(device)
+
+    terminated, truncated = t(arrays["terminated"]), t(arrays["truncated"])
+    finished = bool((arrays["terminated"] | arrays["truncated"]).any())
+    return Step(
+        obs={k[4:]: t(v) for k, v in arrays.items() if k.startswith("obs/")},
+        state=t(arrays["state"]),
+        reward=t(arrays["reward"]),
+        agent_reward=t(arrays["agent_reward"]),
+        terminated=terminated,
+        truncated=truncated,
+        agent_mask=t(arrays["agent_mask"]),
+        avail_actions=t(arrays["avail_actions"]),
+        final_obs={k[10:]: t(v) for k, v in arrays.items() if k.startswith("final_obs/")} if finished else {},
+        final_state=t(arrays["final_state"]) if finished else None,
+        info={k[5:]: t(v) for k, v in arrays.items() if k.startswith("info/")},
+    )
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How one agent's raw PettingZoo data maps to rows of the batched arrays."""
+
+    spec: EnvSpec
+    modality: str  # "vector" or "image"
+    obs_sizes: tuple[int, ...]  # per agent: flat obs size (vector) or 0 (image)
+    dict_obs: bool  # observations are {"observation": ..., "action_mask": ...}
+    action_spaces: tuple[spaces.Space, ...]
+    default_avail: np.ndarray  # [N, A] True for each agent's own actions
+    has_state_fn: bool  # use env.state() (else concatenate observations)
+
+
+def _agent_obs_space(space: spaces.Space) -> tuple[spaces.Space, bool]:
+    if isinstance(space, spaces.Dict) and "observation" in space.spaces:
+        return space["observation"], True
+    return space, False
+
+
+def _layout(env: ParallelEnv, episode_limit: int | None) -> _Layout:
+    """Read the spec off the first env; every env in the batch must match it."""
+    agents = tuple(env.possible_agents)
+    n = len(agents)
+    obs_spaces, dict_flags = zip(*(_agent_obs_space(env.observation_space(a)) for a in agents), strict=True)
+    if any(not isinstance(s, spaces.Box) for s in obs_spaces):
+        raise EnvError(
+            f"unsupported observation space {obs_spaces[0]!r}; hint: wrap the env so observations are Box"
+        )
+    is_image = [len(s.shape) == 3 and s.dtype == np.uint8 for s in obs_spaces]
+    if any(is_image) and not all(is_image):
+        raise EnvError("agents mix image and vector observations; hint: give every agent the same kind")
+    if all(is_image):
+        shapes = {s.shape for s in obs_spaces}
+        if len(shapes) > 1:
+            raise EnvError(f"agents have different image shapes {sorted(shapes)}; hint: resize them to one")
+        h, w, c = obs_spaces[0].shape
+        modality, obs_shape, obs_sizes = "image", (c, h, w), (0,) * n
+    else:
+        obs_sizes = tuple(int(np.prod(s.shape)) for s in obs_spaces)
+        modality, obs_shape = "vector", (max(obs_sizes),)
+
+    act_spaces = tuple(env.action_space(a) for a in agents)
+    if all(isinstance(s, spaces.Discrete) for s in act_spaces):
+        n_actions = max(int(s.n) for s in act_spaces)
+        default_avail = np.arange(n_actions)[None, :] < np.array([int(s.n) for s in act_spaces])[:, None]
+        kind, low, high = "discrete", -1.0, 1.0
+    elif all(isinstance(s, spaces.Box) for s in act_spaces):
+        n_actions = max(int(np.prod(s.shape)) for s in act_spaces)
+        default_avail = np.zeros((n, 0), dtype=bool)
+        kind = "continuous"
+        low = float(min(np.min(s.low) for s in act_spaces))
+        high = float(max(np.max(s.high) for s in act_spaces))
+    else:
+        raise EnvError(
+            f"unsupported action spaces {sorted({type(s).__name__ for s in act_spaces})}; "
+            "hint: all agents need Discrete or all need Box actions"
+        )
+
+    state_space = getattr(env, "state_space", None)
+    if state_space is not None:
+        state_dim, agent_state_dim = int(np.prod(state_space.shape)), 0
+    elif modality == "vector":
+        state_dim, agent_state_dim = n * obs_shape[0], obs_shape[0]
+    else:
+        state_dim, agent_state_dim = 0, 0
+
+    if episode_limit is None:
+        episode_limit = getattr(env.unwrapped, "max_cycles", None)
+    if episode_limit is None:
+        raise ConfigError(
+            f"cannot tell the episode limit of {type(env.unwrapped).__name__} (it has no max_cycles); "
+            "hint: pass episode_limit=... to the vec env"
+        )
+    spec = EnvSpec(
+        n_agents=n,
+        obs_shapes={modality: obs_shape},
+        state_dim=state_dim,
+        action_kind=kind,
+        n_actions=n_actions,
+        episode_limit=int(episode_limit),
+        action_low=low,
+        action_high=high,
+        agent_names=agents,
+        agent_state_dim=agent_state_dim,
+    )
+    has_state_fn = state_space is not None
+    return _Layout(spec, modality, obs_sizes, any(dict_flags), act_spaces, default_avail, has_state_fn)
+
+
+class PettingZooVecEnv:
+    """A :class:`~accord.envs.base.VecEnv` over ``len(factories)`` PettingZoo ``ParallelEnv``s.
+
+    ``reset(seed)`` seeds env ``i`` with ``seed + i``; autoresets pass no seed, so each env's own RNG
+    carries on and runs stay reproducible. ``episode_limit`` overrides the env's ``max_cycles`` and is
+    required for envs without one. ``info["success"]`` ([B] float, 0 where no episode ended) is set on
+    steps where a finished episode's infos carry ``"success"`` or ``"is_success"``.
+    """
+
+    def __init__(
+        self,
+        factories: Sequence[Callable[[], ParallelEnv]],
+        team_reward: TeamReward = "sum",
+        device: str | torch.device = "cpu",
+        episode_limit: int | None = None,
+    ) -> None:
+        if not factories:
+            raise ConfigError("PettingZooVecEnv needs at least one env factory")
+        if team_reward not in ("sum", "mean"):
+            raise ConfigError(f"team_reward must be 'sum' or 'mean', got {team_reward!r}")
+        self.envs: list[ParallelEnv] = [f() for f in factories]
+        self._layout = _layout(self.envs[0], episode_limit)
+        self.spec: EnvSpec = self._layout.spec
+        self.num_envs = len(self.envs)
+        self.device = torch.device(device)
+        self.team_reward = team_reward
+        self.name: str = self.envs[0].metadata.get("name", type(self.envs[0].unwrapped).__name__)
+        self._agents = self.spec.agent_names
+
+    # -- VecEnv -------------------------------------------------------------------------------------
+
+    def reset(self, seed: int | None = None) -> Step:
+        return step_from_arrays(self.reset_arrays(seed), self.device)
+
+    def step(self, actions: Tensor) -> Step:
+        return step_from_arrays(self.step_arrays(actions.cpu().numpy()), self.device)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+    # -- numpy batching (shared with SubprocVecEnv workers) ------------------------------------------
+
+    def _empty(self) -> Arrays:
+        b, n, spec, modality = self.num_envs, self.spec.n_agents, self.spec, self._layout.modality
+        obs_dtype = np.uint8 if modality == "image" else np.float32
+        return {
+            f"obs/{modality}": np.zeros((b, n, *spec.obs_shapes[modality]), obs_dtype),
+            "state": np.zeros((b, spec.state_dim), np.float32),
+            "reward": np.zeros(b, np.float32),
+            "agent_reward": np.zeros((b, n), np.float32),
+            "terminated": np.zeros(b, bool),
+            "truncated": np.zeros(b, bool),
+            "agent_mask": np.zeros((b, n), bool),
+            "avail_actions": np.ones((b, n, spec.avail_dim), bool),
+        }
+
+    def reset_arrays(self, seed: int | None = None) -> Arrays:
+        """Reset every env (env ``i`` with ``seed + i``) and return the batched arrays."""
+        out = self._empty()
+        for b, env in enumerate(self.envs):
+            obs, infos = env.reset(seed=None if seed is None else seed + b)
+            self._fill(out, b, env, obs, infos, self._present(env, obs))
+        return self._with_finals(out, {})
+
+    def step_arrays(self, actions: np.ndarray) -> Arrays:
+        """Step every env with ``actions`` (``[B, N]`` int or ``[B, N, D]`` float) and autoreset."""
+        out = self._empty()
+        obs_key = f"obs/{self._layout.modality}"
+        finals: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        success = np.zeros(self.num_envs, np.float32)
+        has_success = False
+        for b, env in enumerate(self.envs):
+            live = set(env.agents)
+            acts = {a: self._action(i, actions[b, i]) for i, a in enumerate(self._agents) if a in live}
+            obs, rewards, terms, truncs, infos = env.step(acts)
+            agent_reward = np.array([rewards.get(a, 0.0) for a in self._agents], np.float32)
+            out["agent_reward"][b] = agent_reward
+            out["reward"][b] = agent_reward.sum() if self.team_reward == "sum" else agent_reward.mean()
+            ended = {a for a in self._agents if terms.get(a, False) or truncs.get(a, False)}
+            present = self._present(env, obs)
+            alive = [p and a not in ended for p, a in zip(present, self._agents, strict=True)]
+            if any(alive):
+                self._fill(out, b, env, obs, infos, alive)
+                continue
+            # Episode over: agents that ended on this step keep their last obs (to bootstrap from).
+            self._fill(out, b, env, obs, infos, [a in obs and a in ended for a in self._agents])
+            by_truncation = bool(ended) and not any(terms.get(a, False) for a in ended)
+            out["truncated" if by_truncation else "terminated"][b] = True
+            flags = [i[k] for i in infos.values() for k in ("success", "is_success") if k in i]
+            if flags:
+                has_success, success[b] = True, max(float(f) for f in flags)
+            finals[b] = (out[obs_key][b].copy(), out["state"][b].copy())
+            obs, infos = env.reset()
+            self._fill(out, b, env, obs, infos, self._present(env, obs))
+        if has_success:
+            out["info/success"] = success
+        return self._with_finals(out, finals)
+
+    def _with_finals(self, out: Arrays, finals: dict[int, tuple[np.ndarray, np.ndarray]]) -> Arrays:
+        obs_key = f"obs/{self._layout.modality}"
+        final_obs, final_state = out[obs_key].copy(), out["state"].copy()
+        for b, (o, s) in finals.items():
+            final_obs[b], final_state[b] = o, s
+        out[f"final_{obs_key}"], out["final_state"] = final_obs, final_state
+        return out
+
+    def _present(self, env: ParallelEnv, obs: dict[str, Any]) -> list[bool]:
+        live = set(env.agents)
+        return [a in live and a in obs for a in self._agents]
+
+    def _fill(
+        self,
+        out: Arrays,
+        b: int,
+        env: ParallelEnv,
+        obs: dict[str, Any],
+        infos: dict[str, dict],
+        show: list[bool],
+    ) -> None:
+        """Write env ``b``'s obs, mask, avail and state into ``out``; agents not shown count as dead."""
+        lay = self._layout
+        obs_arr = out[f"obs/{lay.modality}"][b]  # [N, *obs_shape]
+        obs_arr[:] = 0  # dead: zero obs, all-True avail
+        out["avail_actions"][b] = True
+        out["agent_mask"][b] = show
+        for i, a in enumerate(self._agents):
+            if not show[i]:
+                continue
+            raw = obs[a]
+            mask = infos.get(a, {}).get("action_mask")
+            if lay.dict_obs:
+                mask = raw.get("action_mask", mask)
+                raw = raw["observation"]
+            if lay.modality == "image":
+                obs_arr[i] = np.asarray(raw).transpose(2, 0, 1)  # [H, W, C] -> [C, H, W]
+            else:
+                obs_arr[i, : lay.obs_sizes[i]] = np.asarray(raw, np.float32).reshape(-1)
+            if self.spec.action_kind == "discrete":
+                avail = out["avail_actions"][b, i]
+                if mask is None:
+                    avail[:] = lay.default_avail[i]
+                else:
+                    mask = np.asarray(mask, bool).reshape(-1)
+                    avail[:] = False
+                    avail[: mask.size] = mask
+        if lay.has_state_fn:
+            out["state"][b] = np.asarray(env.state(), np.float32).reshape(-1)
+        elif self.spec.state_dim:
+            out["state"][b] = obs_arr.reshape(-1)  # [N, D] -> [N * D]
+
+    def _action(self, i: int, a: np.ndarray) -> Any:
+        space = self._layout.action_spaces[i]
+        if isinstance(space, spaces.Discrete):
+            return int(a) + int(space.start)
+        dim = int(np.prod(space.shape))
+        return np.clip(a[:dim].reshape(space.shape), space.low, space.high).astype(space.dtype)

@@ -1,0 +1,110 @@
+"""The task registry: the single source of truth for `accord tasks`, config checks and tests.
+
+Built-in tasks are torch-vectorized classes ``Cls(num_envs, device, **params)``. The ``pettingzoo``
+task wraps any PettingZoo ``ParallelEnv`` given as ``params: {env: "package.module", kwargs: {...}}``
+(the module's ``parallel_env(**kwargs)`` builds one env), one env per batch slot.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+import inspect
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from accord.envs.base import VecEnv
+from accord.errors import ConfigError
+
+if TYPE_CHECKING:
+    from accord.config import TaskConfig
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    target: str  # "module:attr" of the vectorized class, imported on use
+    summary: str
+
+    def load(self) -> Any:
+        module, attr = self.target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+TASKS: dict[str, TaskEntry] = {
+    "spread": TaskEntry("accord.envs.tasks.spread:Spread",
+                        "cooperative navigation: N agents cover N landmarks (MPE simple_spread)"),
+    "foraging": TaskEntry("accord.envs.tasks.foraging:Foraging",
+                          "level-based foraging, cooperative: all agents load each food together"),
+    "two_step": TaskEntry("accord.envs.tasks.matrix:TwoStep",
+                          "QMIX two-step game; optimum return 8, additive (VDN) fit gets 7"),
+    "climbing": TaskEntry("accord.envs.tasks.matrix:Climbing",
+                          "climbing matrix game; optimum 11 per play at (a, a)"),
+    "penalty": TaskEntry("accord.envs.tasks.matrix:Penalty",
+                         "penalty matrix game with miscoordination cost k; optimum 10 per play"),
+    "pettingzoo": TaskEntry("accord.envs.pettingzoo:PettingZooVecEnv",
+                            "any PettingZoo ParallelEnv: params {env: 'mpe2.simple_spread_v3', kwargs: {...}}"),
+}
+
+_PZ_PARAMS = {"env", "kwargs", "team_reward", "episode_limit"}
+
+
+def _closest(name: str, choices: list[str]) -> str:
+    match = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def task_problems(task: TaskConfig, runner_kind: str) -> list[str]:
+    """Config-time checks of the task section: known task, known parameters, runner fit."""
+    if task.name not in TASKS:
+        return [f"task.name: unknown task '{task.name}'{_closest(task.name, list(TASKS))}; "
+                f"allowed: {', '.join(TASKS)}"]
+    if task.name == "pettingzoo":
+        allowed = sorted(_PZ_PARAMS)
+        problems = [f"task.params.{k}: unknown parameter{_closest(k, allowed)}; allowed: {', '.join(allowed)}"
+                    for k in task.params if k not in _PZ_PARAMS]
+        if "env" not in task.params:
+            problems.append("task.params.env: required for task 'pettingzoo' (e.g. 'mpe2.simple_spread_v3')")
+        return problems
+    if runner_kind == "subproc":
+        return [f"runner.kind: 'subproc' runs PettingZoo envs in worker processes; built-in task "
+                f"'{task.name}' is already vectorized, use runner.kind=sync"]
+    sig = inspect.signature(TASKS[task.name].load())
+    allowed = [p for p in sig.parameters if p not in ("num_envs", "device")]
+    return [f"task.params.{k}: unknown parameter of '{task.name}'{_closest(k, allowed)}; "
+            f"allowed: {', '.join(allowed)}" for k in task.params if k not in allowed]
+
+
+def _pettingzoo_env(module: str, kwargs: dict[str, Any]) -> Any:
+    """Module-level (picklable) factory for one PettingZoo ParallelEnv."""
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        raise ConfigError(f"task.params.env: cannot import '{module}' ({e}); is it installed?") from None
+    return mod.parallel_env(**kwargs)
+
+
+def make_env(task: TaskConfig, runner_kind: str = "sync", workers: int | None = None,
+             device: str | torch.device = "cpu") -> VecEnv:
+    """Build the batch of envs a config asks for, guarded unless ``task.guard`` is off."""
+    if task.name == "pettingzoo":
+        params = dict(task.params)
+        factory = functools.partial(_pettingzoo_env, params.pop("env"), params.pop("kwargs", {}))
+        factories = [factory] * task.num_envs
+        if runner_kind == "subproc":
+            from accord.runners.subproc import SubprocVecEnv
+
+            env: VecEnv = SubprocVecEnv(factories, workers=workers, device=device, **params)
+        else:
+            from accord.envs.pettingzoo import PettingZooVecEnv
+
+            env = PettingZooVecEnv(factories, device=device, **params)
+    else:
+        env = TASKS[task.name].load()(task.num_envs, device=device, **task.params)
+    if task.guard:
+        from accord.envs.guard import GuardedVecEnv
+
+        env = GuardedVecEnv(env)
+    return env

@@ -1,0 +1,76 @@
+"""The on-policy batch: one preallocated ``[T, B, N, ...]`` tensor per key, filled step by step.
+
+Field names are the batch vocabulary shared by runners, credit methods and learners:
+
+- ``obs`` {modality: [T, B, N, ...]}, ``state`` [T, B, S], ``avail`` [T, B, N, A], ``agent_mask`` [T, B, N]
+- ``starts`` [T, B]: step t is the first of an episode (recurrent state resets there)
+- ``actions`` [T, B, N] (int64) or [T, B, N, D], ``logp`` [T, B, N] log pi_old(u|o)
+- ``values`` [T, B, N] critic output (normalized scale if value normalization is on)
+- ``reward`` [T, B] team reward, ``agent_reward`` [T, B, N] individual rewards
+- ``terminated`` / ``truncated`` [T, B]
+- ``final_values`` [T, B, N]: value of the last observation of an episode truncated at t
+- ``last_values`` [B, N]: value after the last step (bootstrap), ``h_actor`` / ``h_critic`` [B, N, H] at t=0
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+from accord.envs.base import EnvSpec
+
+
+@dataclass
+class Rollout:
+    obs: dict[str, Tensor]
+    state: Tensor
+    avail: Tensor
+    agent_mask: Tensor
+    starts: Tensor
+    actions: Tensor
+    logp: Tensor
+    values: Tensor
+    reward: Tensor
+    agent_reward: Tensor
+    terminated: Tensor
+    truncated: Tensor
+    final_values: Tensor
+    last_values: Tensor
+    h_actor: Tensor | None = None
+    h_critic: Tensor | None = None
+
+    @classmethod
+    def allocate(cls, spec: EnvSpec, t: int, b: int, device: torch.device) -> Rollout:
+        n = spec.n_agents
+
+        def z(*shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
+            return torch.zeros(*shape, dtype=dtype, device=device)
+
+        obs_dtype = {"vector": torch.float32, "image": torch.uint8, "text": torch.long}
+        act_shape = (t, b, n) if spec.action_kind == "discrete" else (t, b, n, spec.n_actions)
+        return cls(
+            obs={m: z(t, b, n, *s, dtype=obs_dtype[m]) for m, s in spec.obs_shapes.items()},
+            state=z(t, b, spec.state_dim), avail=z(t, b, n, spec.avail_dim, dtype=torch.bool),
+            agent_mask=z(t, b, n, dtype=torch.bool), starts=z(t, b, dtype=torch.bool),
+            actions=z(*act_shape, dtype=torch.long if spec.action_kind == "discrete" else torch.float32),
+            logp=z(t, b, n), values=z(t, b, n), reward=z(t, b), agent_reward=z(t, b, n),
+            terminated=z(t, b, dtype=torch.bool), truncated=z(t, b, dtype=torch.bool),
+            final_values=z(t, b, n), last_values=z(b, n),
+        )
+
+    def envs(self, idx: Tensor) -> Rollout:
+        """The sub-batch of envs ``idx`` (minibatches split over envs keep sequences whole)."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, dict):
+                out[f.name] = {k: x[:, idx] for k, x in v.items()}
+            elif v is None:
+                out[f.name] = None
+            elif f.name in ("last_values", "h_actor", "h_critic"):
+                out[f.name] = v[idx]
+            else:
+                out[f.name] = v[:, idx]
+        return Rollout(**out)

@@ -1,0 +1,1 @@
+"""Runners: ways of driving envs and learners (in-process, worker processes, ...)."""

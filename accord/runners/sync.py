@@ -1,0 +1,99 @@
+"""In-process rollout collection: step a VecEnv with a policy, fill a preallocated Rollout.
+
+The same runner drives built-in vectorized tasks and PettingZoo envs (in this process or in
+subprocess workers, see :mod:`accord.runners.subproc`): the env hides where it runs.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from accord.envs.base import Step, VecEnv
+from accord.rollout import Rollout
+
+
+class RolloutPolicy(Protocol):
+    """What a runner needs from a policy; recurrent state lives in the policy."""
+
+    def act(self, step: Step, starts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """-> actions, log pi(u|o) [B, N], values [B, N]."""
+        ...
+
+    def value(self, obs: dict[str, Tensor], state: Tensor, starts: Tensor) -> Tensor:
+        """Values [B, N] of observations following the current recurrent state (reset at starts)."""
+        ...
+
+    def hidden(self) -> tuple[Tensor | None, Tensor | None]: ...
+
+
+class EpisodeStats:
+    """Returns, lengths and success of finished episodes (team reward, as always reported)."""
+
+    def __init__(self, num_envs: int, device: torch.device, window: int = 100) -> None:
+        self.ret = torch.zeros(num_envs, device=device)
+        self.len = torch.zeros(num_envs, dtype=torch.long, device=device)
+        self.recent: deque[tuple[float, int, float]] = deque(maxlen=window)
+        self.episodes = 0
+
+    def add(self, step: Step) -> None:
+        self.ret += step.reward
+        self.len += 1
+        done = step.done
+        if bool(done.any()):
+            success = step.info.get("success")
+            rows = zip(self.ret[done].tolist(), self.len[done].tolist(),
+                       success[done].tolist() if success is not None else [float("nan")] * int(done.sum()))
+            self.recent.extend(rows)
+            self.episodes += int(done.sum())
+            self.ret = self.ret.masked_fill(done, 0.0)
+            self.len = self.len.masked_fill(done, 0)
+
+    def summary(self) -> dict[str, float]:
+        if not self.recent:
+            return {}
+        rets, lens, succ = zip(*self.recent)
+        out = {"return_mean": sum(rets) / len(rets), "episode_len_mean": sum(lens) / len(lens),
+               "episodes": float(self.episodes)}
+        known = [s for s in succ if s == s]
+        if known:
+            out["success_rate"] = sum(known) / len(known)
+        return out
+
+
+class SyncRunner:
+    def __init__(self, env: VecEnv, policy: RolloutPolicy, rollout_len: int, seed: int) -> None:
+        self.env, self.policy, self.t_len = env, policy, rollout_len
+        self.batch = Rollout.allocate(env.spec, rollout_len, env.num_envs, env.device)
+        self.current = env.reset(seed=seed)
+        self.starts = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)
+        self.stats = EpisodeStats(env.num_envs, env.device)
+
+    @torch.no_grad()
+    def collect(self) -> Rollout:
+        """T steps of every env into the preallocated batch (overwritten by the next call)."""
+        b = self.batch
+        b.h_actor, b.h_critic = self.policy.hidden()
+        for t in range(self.t_len):
+            s = self.current
+            for m, x in s.obs.items():
+                b.obs[m][t] = x
+            b.state[t], b.avail[t], b.agent_mask[t], b.starts[t] = s.state, s.avail_actions, s.agent_mask, self.starts
+            b.actions[t], b.logp[t], b.values[t] = self.policy.act(s, self.starts)
+            nxt = self.env.step(b.actions[t])
+            b.reward[t], b.agent_reward[t] = nxt.reward, nxt.agent_reward
+            b.terminated[t], b.truncated[t] = nxt.terminated, nxt.truncated
+            if bool(nxt.truncated.any()):
+                final = nxt.with_final()
+                v = self.policy.value(final.final_obs, final.final_state, torch.zeros_like(self.starts))
+                b.final_values[t] = v * nxt.truncated.unsqueeze(-1)
+            else:
+                b.final_values[t] = 0.0
+            self.stats.add(nxt)
+            self.starts = nxt.done
+            self.current = nxt
+        b.last_values = self.policy.value(self.current.obs, self.current.state, self.starts)
+        return b

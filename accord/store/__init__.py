@@ -1,0 +1,41 @@
+"""Run store: each run is a folder of plain files, plus an SQLite index for listing runs.
+
+``runs/<name>/`` holds ``config.yaml``, ``run.yaml`` (identity), ``metrics.jsonl``, ``tb/``,
+``checkpoints/ckpt_<env_steps>.pt`` and ``overrides.log``; ``runs/index.sqlite`` lists the runs.
+"""
+
+from accord.store.atomic import atomic_write_bytes, atomic_write_text
+from accord.store.checkpoint import (
+    checkpoint_path,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    verify_checkpoint,
+)
+from accord.store.index import STATUSES, RunIndex
+from accord.store.metrics import RETURN_KEY, MetricsLog
+from accord.store.run import RunDir, list_runs
+
+__all__ = [
+    "RETURN_KEY",
+    "STATUSES",
+    "MetricsLog",
+    "RunDir",
+    "RunIndex",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "checkpoint_path",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "list_runs",
+    "load_checkpoint",
+    "prune_checkpoints",
+    "rng_state",
+    "save_checkpoint",
+    "set_rng_state",
+    "verify_checkpoint",
+]

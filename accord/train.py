@@ -1,0 +1,183 @@
+"""The training loop shared by every algorithm: run store, checkpoints, resume, progress, Ctrl-C.
+
+An algorithm only has to provide ``train_iteration() -> metrics``, ``env_steps``, ``runner.stats``
+and ``state_dict()/load_state_dict()``; everything a run leaves on disk is written here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from accord.algos import ALGORITHMS
+from accord.config import Config, apply_overrides, build_config
+from accord.envs.registry import make_env
+from accord.errors import CheckpointError
+from accord.store import (
+    MetricsLog,
+    RunDir,
+    RunIndex,
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    run: RunDir
+    env_steps: int
+    wall_s: float
+    fps: float
+    return_mean: float
+    status: str  # finished | interrupted
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM ask the loop to stop after the current iteration (and checkpoint first)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def train(cfg: Config | None = None, *, resume: str | None = None, overrides: list[str] | None = None,
+          progress: bool = True) -> RunResult:
+    """Train ``cfg`` into a new run, or continue run ``resume`` (its stored config + ``overrides``)."""
+    overrides = list(overrides or [])
+    if resume is not None:
+        root = Path(cfg.runs_dir) if cfg is not None else Path("runs")
+        run = RunDir.open(root, resume)
+        cfg = build_config(apply_overrides(run.load_config(), overrides))
+    else:
+        assert cfg is not None, "train() needs a config or a run to resume"
+    torch.set_num_threads(cfg.train.torch_threads)
+    seed_everything(cfg.seed)
+    env = make_env(cfg.task, cfg.runner.kind, cfg.runner.workers, cfg.train.device)
+    try:
+        algo = ALGORITHMS[cfg.algorithm](cfg, env)
+        if resume is None:
+            run = RunDir.create(cfg.runs_dir, config_dict=cfg.model_dump(mode="json"),
+                                task=cfg.task.name, algorithm=cfg.algorithm, seed=cfg.seed, name=cfg.name)
+        run.log_overrides(overrides)
+        return _loop(cfg, run, algo, resume is not None, progress)
+    finally:
+        env.close()
+
+
+def _loop(cfg: Config, run: RunDir, algo: Any, resuming: bool, progress: bool) -> RunResult:
+    root = run.path.parent
+    index = RunIndex(root)
+    metrics = MetricsLog(run.path)
+    wall_before = 0.0
+    if resuming:
+        ckpt_path = latest_checkpoint(run.checkpoints_dir)
+        if ckpt_path is None:
+            raise CheckpointError(f"run {run.name} has no usable checkpoint in {run.checkpoints_dir}")
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt.get("algorithm") != cfg.algorithm:
+            raise CheckpointError(f"{ckpt_path} holds a '{ckpt.get('algorithm')}' run, not '{cfg.algorithm}'")
+        algo.load_state_dict(ckpt["algo"])
+        set_rng_state(ckpt["rng"])
+        wall_before = float(ckpt["wall_s"])
+        metrics.truncate_after(algo.env_steps)
+        logger.info("resumed %s from %s at %d env steps", run.name, ckpt_path.name, algo.env_steps)
+
+    total = cfg.train.total_env_steps
+    index.upsert(run.name, path=str(run.path), task=cfg.task.name, algorithm=cfg.algorithm, seed=cfg.seed,
+                 status="running", env_steps=algo.env_steps)
+    start = time.perf_counter()
+    last_ckpt = start
+    log_every = cfg.train.log_interval
+    next_log = (algo.env_steps // log_every + 1) * log_every
+    steps_at_start = algo.env_steps
+
+    def wall() -> float:
+        return wall_before + time.perf_counter() - start
+
+    def checkpoint() -> None:
+        payload = {"algorithm": cfg.algorithm, "algo": algo.state_dict(), "rng": rng_state(), "wall_s": wall()}
+        save_checkpoint(checkpoint_path(run.checkpoints_dir, algo.env_steps), payload)
+        prune_checkpoints(run.checkpoints_dir, cfg.train.keep_checkpoints)
+
+    status = "interrupted"
+    record: dict[str, Any] = {}
+    bar = tqdm(total=total, initial=algo.env_steps, unit="step", unit_scale=True, dynamic_ncols=True,
+               disable=not progress, desc=run.name[:40], smoothing=0.1)
+    try:
+        with _StopFlag() as stop:
+            while algo.env_steps < total and not stop.requested:
+                before = algo.env_steps
+                losses = algo.train_iteration()
+                bar.update(algo.env_steps - before)
+                if algo.env_steps >= next_log or algo.env_steps >= total:
+                    next_log = (algo.env_steps // log_every + 1) * log_every
+                    elapsed = time.perf_counter() - start
+                    record = {"env_steps": algo.env_steps, "wall_s": round(wall(), 3),
+                              "fps": round((algo.env_steps - steps_at_start) / max(elapsed, 1e-9), 1),
+                              **_episode_fields(algo.runner.stats.summary()), **losses}
+                    metrics.write(record)
+                    index.upsert(run.name, env_steps=algo.env_steps, last_return=record["return_mean"])
+                    bar.set_postfix(ret=f"{record['return_mean']:.2f}", fps=f"{record['fps']:.0f}")
+                if time.perf_counter() - last_ckpt >= cfg.train.checkpoint_interval_s:
+                    checkpoint()
+                    last_ckpt = time.perf_counter()
+            if not stop.requested:
+                status = "finished"
+        checkpoint()
+    except BaseException:
+        index.upsert(run.name, status="interrupted" if status != "failed" else status)
+        bar.close()
+        metrics.close()
+        raise
+    bar.close()
+    metrics.close()
+    index.upsert(run.name, status=status, env_steps=algo.env_steps)
+    index.close()
+    elapsed = time.perf_counter() - start
+    return RunResult(run, algo.env_steps, wall(), (algo.env_steps - steps_at_start) / max(elapsed, 1e-9),
+                     record.get("return_mean", math.nan), status)
+
+
+def _episode_fields(summary: dict[str, float]) -> dict[str, float]:
+    """Episode statistics for a log record; NaN (written as null) before any episode finished."""
+    return {"return_mean": summary.get("return_mean", math.nan),
+            "episode_len_mean": summary.get("episode_len_mean", math.nan),
+            **{k: v for k, v in summary.items() if k not in ("return_mean", "episode_len_mean")}}
+

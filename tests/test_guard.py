@@ -1,0 +1,121 @@
+"""GuardedVecEnv: valid steps pass untouched; malformed ones fail with one line naming the field."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from accord.envs.base import EnvSpec, Step
+from accord.envs.guard import GuardedVecEnv
+from accord.errors import EnvError
+
+B, N, D, A = 4, 3, 5, 2
+
+
+class FakeEnv:
+    """A valid VecEnv whose steps can be corrupted by ``corrupt(step)``."""
+
+    name = "fake"
+
+    def __init__(self, corrupt: Callable[[Step], None] = lambda s: None) -> None:
+        self.spec = EnvSpec(
+            n_agents=N, obs_shapes={"vector": (D,)}, state_dim=7, action_kind="discrete", n_actions=A,
+            episode_limit=10,
+        )  # fmt: skip
+        self.num_envs = B
+        self.device = torch.device("cpu")
+        self.corrupt = corrupt
+        self.last: Step | None = None
+
+    def _step(self) -> Step:
+        avail = torch.ones(B, N, A, dtype=torch.bool)
+        avail[:, 0, 1] = False  # agent 0 may only take action 0
+        step = Step(
+            obs={"vector": torch.randn(B, N, D)},
+            state=torch.randn(B, 7),
+            reward=torch.zeros(B),
+            agent_reward=torch.zeros(B, N),
+            terminated=torch.zeros(B, dtype=torch.bool),
+            truncated=torch.zeros(B, dtype=torch.bool),
+            agent_mask=torch.ones(B, N, dtype=torch.bool),
+            avail_actions=avail,
+            info={"success": torch.zeros(B)},
+        )
+        self.corrupt(step)
+        self.last = step
+        return step
+
+    def reset(self, seed: int | None = None) -> Step:
+        return self._step()
+
+    def step(self, actions: torch.Tensor) -> Step:
+        return self._step()
+
+    def close(self) -> None:
+        pass
+
+
+def test_valid_env_passes_unchanged() -> None:
+    inner = FakeEnv()
+    env = GuardedVecEnv(inner)
+    assert env.spec is inner.spec and env.num_envs == B
+    assert env.reset(seed=0) is inner.last
+    assert env.step(torch.zeros(B, N, dtype=torch.long)) is inner.last
+
+
+def test_nan_reward_names_the_field_and_env() -> None:
+    env = GuardedVecEnv(FakeEnv(lambda s: s.reward.__setitem__(3, float("nan"))))
+    with pytest.raises(EnvError, match=r"env 'fake': NaN in reward at env 3; hint"):
+        env.reset()
+
+
+def test_inf_in_obs_names_env_and_agent() -> None:
+    env = GuardedVecEnv(FakeEnv(lambda s: s.obs["vector"].__setitem__((1, 2, 0), float("inf"))))
+    with pytest.raises(EnvError, match=r"inf in obs\['vector'\] at env 1, agent 2"):
+        env.reset()
+
+
+def test_wrong_obs_shape_names_field_and_shapes() -> None:
+    def corrupt(step: Step) -> None:
+        step.obs["vector"] = torch.zeros(B, N, D + 1)
+
+    with pytest.raises(EnvError, match=r"obs\['vector'\] has shape \(4, 3, 6\), expected \(4, 3, 5\)") as e:
+        GuardedVecEnv(FakeEnv(corrupt)).reset()
+    assert "\n" not in str(e.value)
+
+
+def test_wrong_dtype_is_reported() -> None:
+    def corrupt(step: Step) -> None:
+        step.terminated = step.terminated.float()
+
+    with pytest.raises(EnvError, match="terminated has dtype torch.float32, expected torch.bool"):
+        GuardedVecEnv(FakeEnv(corrupt)).reset()
+
+
+def test_alive_agent_without_available_action() -> None:
+    def corrupt(step: Step) -> None:
+        step.avail_actions[2, 1] = False
+
+    with pytest.raises(EnvError, match="no available action for alive agent 1 at env 2"):
+        GuardedVecEnv(FakeEnv(corrupt)).reset()
+
+    def corrupt_dead(step: Step) -> None:
+        corrupt(step)
+        step.agent_mask[2, 1] = False  # a dead agent may have none
+
+    GuardedVecEnv(FakeEnv(corrupt_dead)).reset()
+
+
+def test_actions_are_checked() -> None:
+    env = GuardedVecEnv(FakeEnv())
+    env.reset()
+    with pytest.raises(EnvError, match=r"actions has shape \(4, 2\), expected \(4, 3\)"):
+        env.step(torch.zeros(B, N - 1, dtype=torch.long))
+    with pytest.raises(EnvError, match="actions has dtype torch.float32"):
+        env.step(torch.zeros(B, N))
+    with pytest.raises(EnvError, match="action 1 of agent 0 at env 0 is unavailable"):
+        env.step(torch.ones(B, N, dtype=torch.long))
+    with pytest.raises(EnvError, match="action 5 of agent 1 at env 0"):
+        env.step(torch.tensor([[0, 5, 0]] * B))
