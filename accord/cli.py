@@ -18,7 +18,7 @@ def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
     cells = [[str(c) for c in header]] + [[f"{c:.3f}" if isinstance(c, float) else str(c) for c in r]
                                           for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -29,11 +29,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from accord.train import train
 
     if args.resume:
-        root_cfg = load_config(args.config) if args.config else None
+        root_cfg = load_config(args.config, args.overrides)  # only to find runs_dir
         result = train(root_cfg, resume=args.resume, overrides=args.overrides, progress=not args.no_progress)
     else:
-        if not args.config:
-            raise AccordError("accord train needs a CONFIG file (see configs/) or --resume RUN")
         result = train(load_config(args.config, args.overrides), overrides=args.overrides,
                        progress=not args.no_progress)
     rows = [("run", result.run.name), ("status", result.status), ("env steps", result.env_steps),
@@ -99,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train from a config (YAML + key.path=value overrides)")
-    t.add_argument("config", nargs="?", help="config file, e.g. configs/spread_mappo.yaml")
+    t.add_argument("config", nargs="?", help="config file, e.g. configs/spread_mappo.yaml (default: built-in defaults)")
     t.add_argument("overrides", nargs="*", help="overrides like ppo.lr=3e-4 task.num_envs=128")
     t.add_argument("--resume", metavar="RUN", help="continue a run from its last checkpoint")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -130,7 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # Overrides may follow options (`train --resume RUN a.b=c`); argparse leaves those over.
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     # A positional override given before the config (e.g. `train a=b cfg.yaml`) is not a config file.

@@ -29,6 +29,7 @@ from accord.store import (
     RunIndex,
     checkpoint_path,
     latest_checkpoint,
+    list_checkpoints,
     load_checkpoint,
     prune_checkpoints,
     rng_state,
@@ -109,7 +110,10 @@ def _loop(cfg: Config, run: RunDir, algo: Any, resuming: bool, progress: bool) -
     if resuming:
         ckpt_path = latest_checkpoint(run.checkpoints_dir)
         if ckpt_path is None:
-            raise CheckpointError(f"run {run.name} has no usable checkpoint in {run.checkpoints_dir}")
+            found = list_checkpoints(run.checkpoints_dir)
+            if found:
+                load_checkpoint(found[-1])  # raises the specific reason (corrupt, foreign, ...)
+            raise CheckpointError(f"run {run.name} has no checkpoint in {run.checkpoints_dir} to resume from")
         ckpt = load_checkpoint(ckpt_path)
         if ckpt.get("algorithm") != cfg.algorithm:
             raise CheckpointError(f"{ckpt_path} holds a '{ckpt.get('algorithm')}' run, not '{cfg.algorithm}'")
@@ -161,8 +165,8 @@ def _loop(cfg: Config, run: RunDir, algo: Any, resuming: bool, progress: bool) -
             if not stop.requested:
                 status = "finished"
         checkpoint()
-    except BaseException:
-        index.upsert(run.name, status="interrupted" if status != "failed" else status)
+    except BaseException as e:
+        index.upsert(run.name, status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed")
         bar.close()
         metrics.close()
         raise

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import pytest
 import torch
+from mpe2 import simple_spread_v3
 
 from accord.envs.base import EnvSpec, Step
 from accord.envs.guard import GuardedVecEnv
+from accord.envs.pettingzoo import PettingZooVecEnv
 from accord.errors import EnvError
 
 B, N, D, A = 4, 3, 5, 2
+spread = functools.partial(simple_spread_v3.parallel_env, N=3, max_cycles=25)
 
 
 class FakeEnv:
@@ -119,3 +123,13 @@ def test_actions_are_checked() -> None:
         env.step(torch.ones(B, N, dtype=torch.long))
     with pytest.raises(EnvError, match="action 5 of agent 1 at env 0"):
         env.step(torch.tensor([[0, 5, 0]] * B))
+
+
+def test_pettingzoo_env_passes() -> None:
+    env = GuardedVecEnv(PettingZooVecEnv([spread] * 2))
+    assert env.name == "simple_spread_v3"
+    step, g = env.reset(seed=0), torch.Generator().manual_seed(0)
+    for _ in range(30):  # crosses an autoreset
+        step = env.step(
+            torch.multinomial(step.avail_actions.flatten(0, 1).float(), 1, generator=g).view(2, 3)
+        )

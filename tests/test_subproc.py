@@ -38,6 +38,14 @@ def make_slow_spread():
     return _SlowSpread()
 
 
+def make_broken():
+    raise RuntimeError("boom")
+
+
+def make_misconfigured():
+    raise ConfigError("bad kwargs")
+
+
 def assert_same(a: Step, b: Step) -> None:
     for name in ("state", "reward", "agent_reward", "terminated", "truncated", "agent_mask", "avail_actions"):
         assert torch.equal(getattr(a, name), getattr(b, name)), name
@@ -103,3 +111,10 @@ def test_hung_worker_times_out_and_is_restarted() -> None:
 def test_unpicklable_factory_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="picklable"):
         SubprocVecEnv([lambda: make_spread()], workers=1)
+
+
+def test_worker_errors_are_reported() -> None:
+    with pytest.raises(EnvError, match=r"worker 0 \(envs 0-0\) raised RuntimeError: boom"):
+        SubprocVecEnv([make_broken], workers=1)
+    with pytest.raises(ConfigError, match="bad kwargs"):  # user errors keep their type
+        SubprocVecEnv([make_misconfigured], workers=1)

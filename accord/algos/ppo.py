@@ -148,7 +148,7 @@ class PPO:
                 for k, x in (("policy_loss", policy_loss), ("value_loss", v_loss), ("entropy", entropy),
                              ("approx_kl", kl), ("clip_frac", clipped), ("actor_grad_norm", actor_grad),
                              ("critic_grad_norm", critic_grad)):
-                    logs.setdefault(k, []).append(float(x))
+                    logs.setdefault(k, []).append(float(x.detach()))
         out = {k: sum(v) / len(v) for k, v in logs.items()}
         var_ret = returns[batch.agent_mask].var()
         out["explained_variance"] = float(1 - (returns - values)[batch.agent_mask].var() / var_ret.clamp_min(1e-8))

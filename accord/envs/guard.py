@@ -78,7 +78,11 @@ class GuardedVecEnv:
             for m, shape in spec.obs_shapes.items():
                 field = f"{prefix}['{m}']"
                 self._expect(
-                    field, obs.get(m), (b, n, *shape), _OBS_DTYPES.get(m, torch.float32), f"[B, N, *{shape}]"
+                    field,
+                    obs.get(m),
+                    (b, n, *shape),
+                    _OBS_DTYPES.get(m, torch.float32),
+                    "[B, N, " + ", ".join(map(str, shape)) + "]",
                 )
                 if obs[m].is_floating_point():
                     finite.append((field, obs[m]))
@@ -116,7 +120,8 @@ class GuardedVecEnv:
                     f", agent {where[1]}" if t.dim() > 1 and "state" not in field else ""
                 )
                 raise self._fail(
-                    f"{kind} in {field} at {at}", "the env produced a non-finite value; check it"
+                    f"{kind} in {field} at {at}",
+                    "check the env for a division by zero or overflow, or clip its outputs",
                 )
         env, agent = (~some_action).nonzero()[0].tolist()
         raise self._fail(

@@ -69,7 +69,7 @@ class AsParallelEnv(ParallelEnv):
     ) -> tuple[dict[str, Any], dict[str, dict]]:
         step = self.env.reset(seed=seed)
         alive = step.agent_mask[0].cpu().numpy()
-        self.agents = [a for a, live in zip(self.possible_agents, alive) if live]
+        self.agents = [a for a, live in zip(self.possible_agents, alive, strict=True) if live]
         self._state = step.state[0].cpu().numpy()
         obs = self._agent_obs(step.obs)
         return {a: obs[a] for a in self.agents}, self._infos(step, self.agents, finished=False)

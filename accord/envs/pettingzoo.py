@@ -6,8 +6,9 @@ ship plain arrays through pipes; :func:`step_from_arrays` turns those arrays int
 
 Mapping from PettingZoo to the layout:
 
-- agents are ``env.possible_agents`` in order; agents absent from ``env.agents`` (dead) get
-  ``agent_mask`` False, zero obs, zero reward and an all-True ``avail_actions`` row.
+- agents are ``env.possible_agents`` in order. Agents that have left ``env.agents`` (dead) stay in
+  the batch with ``agent_mask`` False, zero obs, zero reward and an all-True ``avail_actions`` row
+  (so sampling never breaks); the reward of the step on which an agent leaves still counts.
 - a ``Box`` observation becomes modality ``"vector"`` (flattened float32). Agents with smaller
   observations are zero-padded to the largest one. A 3-dim uint8 ``Box`` (HWC) becomes ``"image"``
   (CHW). A ``Dict`` observation with an ``"observation"`` entry (PettingZoo classic style) uses that
@@ -90,7 +91,7 @@ def _agent_obs_space(space: spaces.Space) -> tuple[spaces.Space, bool]:
 
 
 def _layout(env: ParallelEnv, episode_limit: int | None) -> _Layout:
-    """Read the spec off the first env; every env in the batch must match it."""
+    """Read the spec and the per-agent layout off one env."""
     agents = tuple(env.possible_agents)
     n = len(agents)
     obs_spaces, dict_flags = zip(*(_agent_obs_space(env.observation_space(a)) for a in agents), strict=True)
@@ -180,12 +181,28 @@ class PettingZooVecEnv:
         if team_reward not in ("sum", "mean"):
             raise ConfigError(f"team_reward must be 'sum' or 'mean', got {team_reward!r}")
         self.envs: list[ParallelEnv] = [f() for f in factories]
+        self.name: str = self.envs[0].metadata.get("name", type(self.envs[0].unwrapped).__name__)
         self._layout = _layout(self.envs[0], episode_limit)
         self.spec: EnvSpec = self._layout.spec
+        for i, env in enumerate(self.envs[1:], start=1):
+            if (spec := _layout(env, episode_limit).spec) != self.spec:
+                raise EnvError(
+                    f"env {i} has {spec}, but env 0 has {self.spec}; hint: batch copies of one task"
+                )
+        low, high = self.spec.action_low, self.spec.action_high
+        if self.spec.action_kind == "continuous" and any(
+            np.any(s.low != low) or np.any(s.high != high) for s in self._layout.action_spaces
+        ):
+            logger.warning(
+                "%s: action bounds differ across agents or dimensions; the spec uses the widest "
+                "[%g, %g] and each agent's action is clipped to its own bounds",
+                self.name,
+                low,
+                high,
+            )
         self.num_envs = len(self.envs)
         self.device = torch.device(device)
         self.team_reward = team_reward
-        self.name: str = self.envs[0].metadata.get("name", type(self.envs[0].unwrapped).__name__)
         self._agents = self.spec.agent_names
 
     # -- VecEnv -------------------------------------------------------------------------------------
@@ -248,7 +265,7 @@ class PettingZooVecEnv:
             self._fill(out, b, env, obs, infos, [a in obs and a in ended for a in self._agents])
             by_truncation = bool(ended) and not any(terms.get(a, False) for a in ended)
             out["truncated" if by_truncation else "terminated"][b] = True
-            flags = [i[k] for i in infos.values() for k in ("success", "is_success") if k in i]
+            flags = [info[k] for info in infos.values() for k in ("success", "is_success") if k in info]
             if flags:
                 has_success, success[b] = True, max(float(f) for f in flags)
             finals[b] = (out[obs_key][b].copy(), out["state"][b].copy())

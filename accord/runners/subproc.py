@@ -41,7 +41,7 @@ from torch import Tensor
 
 from accord.envs.base import EnvSpec, Step
 from accord.envs.pettingzoo import Arrays, PettingZooVecEnv, TeamReward, step_from_arrays
-from accord.errors import ConfigError, EnvError
+from accord.errors import AccordError, ConfigError, EnvError
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ def _worker(
             conn.send(("ok", env.reset_arrays(arg) if cmd == "reset" else env.step_arrays(arg)))
     except EOFError:
         pass  # the parent is gone
-    except Exception:
-        conn.send(("error", traceback.format_exc()))
+    except Exception as e:  # report it: the parent re-raises user errors, wraps the rest
+        conn.send(("error", (e if isinstance(e, AccordError) else None, traceback.format_exc())))
     finally:
         if env is not None:
             env.close()
@@ -98,14 +98,12 @@ class _Worker:
         return f"worker {self.index} (envs {self.start}-{self.stop - 1})"
 
 
-def _stop(w: _Worker, graceful: bool) -> None:
+def _stop(w: _Worker, grace_s: float) -> None:
+    """Give the worker ``grace_s`` to exit, then kill it."""
     if w.conn is not None:
-        if graceful:
-            with contextlib.suppress(OSError):  # already dead
-                w.conn.send(("close", None))
         w.conn.close()
     if w.process is not None:
-        w.process.join(timeout=1.0 if graceful else 0.0)
+        w.process.join(timeout=grace_s)
         if w.process.is_alive():
             w.process.kill()
             w.process.join(timeout=5.0)
@@ -115,7 +113,11 @@ def _stop(w: _Worker, graceful: bool) -> None:
 def _shutdown(workers: list[_Worker]) -> None:
     """Finalizer (close, garbage collection or interpreter exit): stop every worker."""
     for w in workers:
-        _stop(w, graceful=True)
+        if w.conn is not None:
+            with contextlib.suppress(OSError):  # already dead
+                w.conn.send(("close", None))
+    for w in workers:
+        _stop(w, grace_s=1.0)
 
 
 def _concat(parts: list[Arrays]) -> Arrays:
@@ -151,9 +153,9 @@ class SubprocVecEnv:
             raise ConfigError("SubprocVecEnv needs at least one env factory")
         if team_reward not in ("sum", "mean"):
             raise ConfigError(f"team_reward must be 'sum' or 'mean', got {team_reward!r}")
-        n_workers = min(workers or os.cpu_count() or 1, len(factories))
-        if n_workers < 1:
+        if workers is not None and workers < 1:
             raise ConfigError(f"workers must be >= 1, got {workers}")
+        n_workers = min(workers or os.cpu_count() or 1, len(factories))
         self.num_envs = len(factories)
         self.device = torch.device(device)
         self.step_timeout_s = step_timeout_s
@@ -242,6 +244,8 @@ class SubprocVecEnv:
 
     def _request(self, cmd: str, args: dict[int, Any]) -> tuple[dict[int, Any], dict[int, str]]:
         """Send ``cmd`` to every worker first, then gather the replies (workers run in parallel)."""
+        if not self._finalizer.alive:
+            raise EnvError(f"{self.name}: SubprocVecEnv used after close(); hint: build a new one")
         sent, failures = [], {}
         for w in self._workers:
             try:
@@ -264,7 +268,7 @@ class SubprocVecEnv:
             if not ready:
                 for i, w in pending.items():
                     failures[i] = f"did not answer within {timeout:g}s"
-                    _stop(w, graceful=False)
+                    _stop(w, grace_s=0.0)
                 break
             for i, w in list(pending.items()):
                 if w.conn not in ready and w.process.sentinel not in ready:
@@ -277,10 +281,12 @@ class SubprocVecEnv:
                 if msg is None:
                     failures[i] = self._death(w)
                 elif msg[0] == "error":
-                    logger.error("%s raised:\n%s", w.label, msg[1])
+                    error, trace = msg[1]
                     self.close()
-                    last_line = msg[1].strip().splitlines()[-1]
-                    raise EnvError(f"{w.label} raised {last_line}; hint: {_HINT}")
+                    if error is not None:
+                        raise error
+                    logger.error("%s raised:\n%s", w.label, trace)
+                    raise EnvError(f"{w.label} raised {trace.strip().splitlines()[-1]}; hint: {_HINT}")
                 else:
                     results[i] = msg[1]
         return results, failures
@@ -302,14 +308,14 @@ class SubprocVecEnv:
             )
         self.restarts += 1
         logger.warning(
-            "%s: %s %s; restarting it (%d/%d), its episodes end as truncated",
+            "%s: %s %s; restarting it with fresh episodes (restart %d of at most %d)",
             self.name,
             w.label,
             reason,
             self.restarts,
             self.max_restarts,
         )
-        _stop(w, graceful=False)
+        _stop(w, grace_s=0.0)
         self._launch(w)
         _, failures = self._collect([w], _START_TIMEOUT_S)
         if not failures:

@@ -46,7 +46,7 @@ class EpisodeStats:
         if bool(done.any()):
             success = step.info.get("success")
             rows = zip(self.ret[done].tolist(), self.len[done].tolist(),
-                       success[done].tolist() if success is not None else [float("nan")] * int(done.sum()))
+                       success[done].tolist() if success is not None else [float("nan")] * int(done.sum()), strict=True)
             self.recent.extend(rows)
             self.episodes += int(done.sum())
             self.ret = self.ret.masked_fill(done, 0.0)
@@ -55,7 +55,7 @@ class EpisodeStats:
     def summary(self) -> dict[str, float]:
         if not self.recent:
             return {}
-        rets, lens, succ = zip(*self.recent)
+        rets, lens, succ = zip(*self.recent, strict=True)
         out = {"return_mean": sum(rets) / len(rets), "episode_len_mean": sum(lens) / len(lens),
                "episodes": float(self.episodes)}
         known = [s for s in succ if s == s]

@@ -14,7 +14,9 @@ Rules (grid ``G x G``, N agents, F food items):
 - Actions: 0 noop, 1 north (row - 1), 2 south, 3 west (col - 1), 4 east, 5 load. A move into a
   wall, live food or a cell occupied by another agent is unavailable; ``load`` is available only
   next to live food (4-neighbour). An unavailable action is played as noop. Agents whose moves
-  target the same cell all stay. Moving into an occupied cell is refused, so agents never swap.
+  target the same cell all stay. Unlike lbforaging, a move into a cell another agent holds at
+  the start of the step is refused even if that agent leaves it: no swaps, no move chains, and
+  no chance of two agents ending on one cell (which lbforaging's collision rule allows).
 - A food item is collected when the agents next to it that chose ``load`` have summed level at
   least the food's level.
 - Team reward: sum over collected items of ``food_level / total food level of the episode``, so
@@ -113,7 +115,10 @@ class Foraging:
 
     # -- episode control -------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> Step:
-        """Reset all envs; one generator draws the whole batch, so a seed fixes every env."""
+        """Reset all envs. One generator draws the whole batch: ``(seed, num_envs)`` fixes every env.
+
+        Without a seed the generator continues (its first seed is drawn from torch's global RNG).
+        """
         if seed is not None:
             self._gen.manual_seed(seed)
         elif not self._started:

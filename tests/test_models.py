@@ -1,0 +1,62 @@
+import torch
+
+from accord.config import ModelConfig
+from accord.envs.base import EnvSpec
+from accord.models.actor_critic import Actor, Critic
+from accord.models.layers import AgentLinear, MaskedGRU
+
+SPEC = EnvSpec(n_agents=3, obs_shapes={"vector": (4,)}, state_dim=6, action_kind="discrete",
+               n_actions=5, episode_limit=10)
+
+
+def test_per_agent_linear_equals_a_loop_of_separate_layers():
+    layer = AgentLinear(4, 2, n_agents=3, shared=False)
+    x = torch.randn(5, 3, 4)
+    loop = torch.stack([x[:, i] @ layer.weight[i] + layer.bias[i] for i in range(3)], dim=1)
+    assert torch.allclose(layer(x), loop, atol=1e-6)
+
+
+def test_unavailable_actions_are_never_sampled():
+    actor = Actor(SPEC, ModelConfig())
+    obs = {"vector": torch.randn(1, 64, 3, 4)}
+    avail = torch.zeros(1, 64, 3, 5, dtype=torch.bool)
+    avail[..., 2] = avail[..., 4] = True
+    params, _ = actor(obs, avail)
+    for _ in range(20):
+        act, logp = actor.sample(params[0])
+        assert set(act.unique().tolist()) <= {2, 4}
+        assert torch.allclose(logp, actor.log_prob(params[0], act))
+
+
+def test_continuous_log_prob_matches_torch_normal():
+    spec = EnvSpec(n_agents=2, obs_shapes={"vector": (3,)}, state_dim=0, action_kind="continuous",
+                   n_actions=2, episode_limit=5)
+    actor = Actor(spec, ModelConfig(), log_std_init=-0.3)
+    params, _ = actor({"vector": torch.randn(1, 4, 2, 3)}, torch.zeros(1, 4, 2, 0, dtype=torch.bool))
+    act, logp = actor.sample(params)
+    ref = torch.distributions.Normal(params, actor.log_std.exp()).log_prob(act).sum(-1)
+    assert torch.allclose(logp, ref, atol=1e-5)
+    ent = torch.distributions.Normal(params, actor.log_std.exp()).entropy().sum(-1)
+    assert torch.allclose(actor.entropy(params), ent, atol=1e-5)
+
+
+def test_gru_state_resets_at_episode_starts():
+    gru = MaskedGRU(2, 3)
+    x = torch.randn(4, 1, 2)
+    h0 = torch.randn(1, 3)
+    starts = torch.tensor([[False], [False], [True], [False]])
+    out, _ = gru(x, h0, starts)
+    fresh, _ = gru(x[2:], torch.zeros(1, 3), torch.zeros(2, 1, dtype=torch.bool))
+    assert torch.allclose(out[2:], fresh, atol=1e-6)
+
+
+def test_centralized_critic_sees_state_and_local_critic_sees_obs():
+    obs = {"vector": torch.randn(1, 2, 3, 4)}
+    state = torch.randn(1, 2, 6)
+    central, local = Critic(SPEC, ModelConfig(), True), Critic(SPEC, ModelConfig(), False)
+    v_c, _ = central(obs, state)
+    v_l, _ = local(obs, state)
+    assert v_c.shape == v_l.shape == (1, 2, 3)
+    # Changing the state moves the centralized critic only.
+    assert not torch.allclose(central(obs, state + 1)[0], v_c)
+    assert torch.allclose(local(obs, state + 1)[0], v_l)
