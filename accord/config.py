@@ -64,8 +64,8 @@ class PPOConfig(Section):
 
 
 class CreditConfig(Section):
-    name: Literal["shared", "individual"] = Field(
-        "shared", description="Which reward each agent learns from: the team's or its own.")
+    name: str = Field("shared", description="Credit-assignment method from accord.credit.CREDIT "
+                      "(shared, individual, ...); each names the algorithms and architectures it fits.")
 
 
 class RunnerConfig(Section):
@@ -88,7 +88,7 @@ class Config(Section):
     name: str | None = Field(None, description="Run name (default: task__algorithm__seed__time).")
     seed: int = 0
     architecture: Literal["ctde", "decentralized", "hierarchical"] = "ctde"
-    algorithm: Literal["ppo"] = "ppo"
+    algorithm: str = Field("ppo", description="Learner from accord.algos.ALGORITHMS.")
     runs_dir: str = "runs"
     task: TaskConfig = Field(default_factory=TaskConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -106,9 +106,24 @@ class Config(Section):
 
     def compatibility_problems(self) -> list[str]:
         """Cross-field rules; each problem is one line naming the keys and the allowed choices."""
+        from accord.algos import ALGORITHMS
+        from accord.credit import CREDIT
         from accord.envs.registry import task_problems
 
         problems = []
+        if self.algorithm not in ALGORITHMS:
+            problems.append(f"algorithm: unknown '{self.algorithm}'; allowed: {', '.join(ALGORITHMS)}")
+        method = CREDIT.get(self.credit.name)
+        if method is None:
+            problems.append(f"credit.name: unknown '{self.credit.name}'; allowed: {', '.join(CREDIT)}")
+        else:
+            if self.algorithm not in method.algorithms:
+                fits = [n for n, m in CREDIT.items() if self.algorithm in m.algorithms]
+                problems.append(f"credit.name: '{self.credit.name}' does not work with algorithm "
+                                f"'{self.algorithm}'; allowed: {', '.join(fits)}")
+            if self.architecture not in method.architectures:
+                problems.append(f"credit.name: '{self.credit.name}' needs architecture "
+                                f"{' or '.join(method.architectures)}, not '{self.architecture}'")
         if self.architecture == "hierarchical":
             problems.append("architecture: 'hierarchical' is not available yet; allowed: ctde, decentralized")
         if self.architecture == "decentralized" and self.ppo.critic == "centralized":

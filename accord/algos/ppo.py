@@ -67,7 +67,7 @@ class PPO:
         self.value_norm = ValueNorm().to(device) if cfg.ppo.value_norm else None
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.ppo.lr, eps=1e-5)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.ppo.critic_lr, eps=1e-5)
-        self.credit = CREDIT[cfg.credit.name]
+        self.credit = CREDIT[cfg.credit.name].fn
         h = cfg.model.hidden
         shape = (env.num_envs, spec.n_agents, h)
         self._h_actor = torch.zeros(shape, device=device) if cfg.model.recurrent else None
