@@ -65,6 +65,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from accord.store import RunIndex
 
+    if args.rebuild:
+        RunIndex.rebuild(args.root).close()
     with RunIndex(args.root) as index:
         index.reconcile()
         runs = index.list()
@@ -114,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("runs", help="list runs with status, steps and last return")
     r.add_argument("--root", default="runs")
+    r.add_argument("--rebuild", action="store_true", help="rebuild the index from the run folders")
     r.set_defaults(func=cmd_runs)
 
     sub.add_parser("tasks", help="list built-in tasks").set_defaults(func=cmd_tasks)

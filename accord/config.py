@@ -63,6 +63,33 @@ class PPOConfig(Section):
     log_std_init: float = Field(-0.5, description="Initial log std of Gaussian (continuous) policies.")
 
 
+class QConfig(Section):
+    """Off-policy value-based learners (IQL, VDN, QMIX, Qatten): defaults follow EPyMARL's qmix.yaml."""
+
+    rollout_len: int = Field(25, ge=1, description="Steps collected per env before each round of updates.")
+    updates: int = Field(1, ge=1, description="Gradient steps after each collection round.")
+    buffer_episodes: int = Field(5000, ge=1, description="Replay capacity in whole episodes (oldest dropped).")
+    batch_episodes: int = Field(32, ge=1, description="Episodes sampled per gradient step.")
+    checkpoint_buffer: bool = Field(True, description="Save the replay buffer in checkpoints, so a resumed "
+                                    "run keeps its data (its size is logged as buffer_mib).")
+    lr: float = Field(5e-4, gt=0, description="Adam learning rate for agents and mixer.")
+    gamma: float = Field(0.99, ge=0, le=1)
+    td_lambda: float = Field(0.0, ge=0, le=1, description="Q(lambda) targets; 0 gives one-step targets.")
+    double_q: bool = Field(True, description="Bootstrap action chosen by the online agents (van Hasselt 2016).")
+    target_interval: int = Field(200, ge=1, description="Gradient steps between hard target-network copies.")
+    target_tau: float | None = Field(None, gt=0, le=1, description="Soft target update rate per gradient "
+                                     "step; null uses hard copies every target_interval steps.")
+    epsilon_start: float = Field(1.0, ge=0, le=1)
+    epsilon_finish: float = Field(0.05, ge=0, le=1)
+    epsilon_anneal_steps: int = Field(50_000, ge=0, description="Env steps of the linear epsilon decay.")
+    max_grad_norm: float = Field(10.0, gt=0)
+    standardize_rewards: bool = Field(False, description="Standardize team rewards with running statistics.")
+    mixing_embed: int = Field(32, ge=1, description="Mixer width (QMIX hidden layer, Qatten key/query size).")
+    hypernet_embed: int = Field(64, ge=1, description="Hidden width of the mixers' hypernetworks.")
+    attention_heads: int = Field(4, ge=1, description="Qatten attention heads.")
+    attention_reg: float = Field(1e-3, ge=0, description="Qatten penalty on squared attention logits.")
+
+
 class CreditConfig(Section):
     name: str = Field("shared", description="Credit-assignment method from accord.credit.CREDIT "
                       "(shared, individual, ...); each names the algorithms and architectures it fits.")
@@ -93,6 +120,7 @@ class Config(Section):
     task: TaskConfig = Field(default_factory=TaskConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     ppo: PPOConfig = Field(default_factory=PPOConfig)
+    q: QConfig = Field(default_factory=QConfig)
     credit: CreditConfig = Field(default_factory=CreditConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -129,6 +157,9 @@ class Config(Section):
         if self.architecture == "decentralized" and self.ppo.critic == "centralized":
             problems.append("ppo.critic: 'centralized' needs architecture 'ctde' (decentralized agents "
                             "see only their own observation); allowed here: auto, local")
+        if self.algorithm == "q" and self.q.batch_episodes > self.q.buffer_episodes:
+            problems.append(f"q.batch_episodes: {self.q.batch_episodes} is more than the replay buffer holds "
+                            f"(q.buffer_episodes={self.q.buffer_episodes})")
         problems += task_problems(self.task, self.runner.kind)
         return problems
 

@@ -302,7 +302,7 @@ def test_corrupt_index_is_reported_and_rebuilt(tmp_path):
     run = _make_run(tmp_path, seed=7, steps=(100, 200, 300), ret=4.0)
     RunIndex(tmp_path).close()
     (tmp_path / "index.sqlite").write_bytes(os.urandom(8192))
-    with pytest.raises(RunStoreError, match="corrupt.*rebuilt"):
+    with pytest.raises(RunStoreError, match="corrupt.*--rebuild"):
         RunIndex(tmp_path)
     with RunIndex.rebuild(tmp_path) as index:
         [row] = index.list()

@@ -1,8 +1,10 @@
 """The task registry: the single source of truth for `accord tasks`, config checks and tests.
 
-Built-in tasks are torch-vectorized classes ``Cls(num_envs, device, **params)``. The ``pettingzoo``
-task wraps any PettingZoo ``ParallelEnv`` given as ``params: {env: "package.module", kwargs: {...}}``
-(the module's ``parallel_env(**kwargs)`` builds one env), one env per batch slot.
+Vectorized tasks (built-in, and VMAS) are classes ``Cls(num_envs, device, **params)``. Per-env tasks
+(``per_env=True``) name a factory ``f(env, kwargs)`` of one PettingZoo ``ParallelEnv``;
+``PettingZooVecEnv`` (or ``SubprocVecEnv`` workers) batch ``num_envs`` of them, with
+``params: {env, kwargs, team_reward, episode_limit}``. ``pettingzoo`` takes a module whose
+``parallel_env(**kwargs)`` builds one env; ``gymma`` takes a gymnasium id with tuple spaces.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TaskEntry:
-    target: str  # "module:attr" of the vectorized class, imported on use
+    target: str  # "module:attr", imported on use: the vectorized class, or the per-env factory
     summary: str
+    per_env: bool = False  # target(env, kwargs) builds one ParallelEnv, batched by the PettingZoo adapter
 
     def load(self) -> Any:
         module, attr = self.target.split(":")
@@ -44,8 +47,15 @@ TASKS: dict[str, TaskEntry] = {
                           "climbing matrix game; optimum 11 per play at (a, a)"),
     "penalty": TaskEntry("accord.envs.tasks.matrix:Penalty",
                          "penalty matrix game with miscoordination cost k; optimum 10 per play"),
-    "pettingzoo": TaskEntry("accord.envs.pettingzoo:PettingZooVecEnv",
-                            "any PettingZoo ParallelEnv: params {env: 'mpe2.simple_spread_v3', kwargs: {...}}"),
+    "pettingzoo": TaskEntry("accord.envs.registry:pettingzoo_env",
+                            "any PettingZoo ParallelEnv: params {env: 'mpe2.simple_spread_v3', kwargs: {...}}",
+                            per_env=True),
+    "vmas": TaskEntry("accord.envs.vmas:VmasVecEnv",
+                      "VMAS scenario, torch-vectorized: params {scenario: navigation, n_agents: 3, "
+                      "continuous: true, max_steps: 100, ...}"),
+    "gymma": TaskEntry("accord.envs.gymma:GymmaEnv",
+                       "gymnasium multi-agent env with tuple spaces (lbforaging, rware): "
+                       "params {env: 'lbforaging:Foraging-8x8-2p-2f-coop-v3', kwargs: {...}}", per_env=True),
 }
 
 _PZ_PARAMS = {"env", "kwargs", "team_reward", "episode_limit"}
@@ -61,23 +71,26 @@ def task_problems(task: TaskConfig, runner_kind: str) -> list[str]:
     if task.name not in TASKS:
         return [f"task.name: unknown task '{task.name}'{_closest(task.name, list(TASKS))}; "
                 f"allowed: {', '.join(TASKS)}"]
-    if task.name == "pettingzoo":
+    entry = TASKS[task.name]
+    if entry.per_env:
         allowed = sorted(_PZ_PARAMS)
         problems = [f"task.params.{k}: unknown parameter{_closest(k, allowed)}; allowed: {', '.join(allowed)}"
                     for k in task.params if k not in _PZ_PARAMS]
         if "env" not in task.params:
-            problems.append("task.params.env: required for task 'pettingzoo' (e.g. 'mpe2.simple_spread_v3')")
+            problems.append(f"task.params.env: required for task '{task.name}' (see `accord tasks`)")
         return problems
     if runner_kind == "subproc":
-        return [f"runner.kind: 'subproc' runs PettingZoo envs in worker processes; built-in task "
+        return [f"runner.kind: 'subproc' runs PettingZoo envs in worker processes; task "
                 f"'{task.name}' is already vectorized, use runner.kind=sync"]
-    sig = inspect.signature(TASKS[task.name].load())
-    allowed = [p for p in sig.parameters if p not in ("num_envs", "device")]
+    params = inspect.signature(entry.load()).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return []  # open parameters (e.g. a VMAS scenario's): the class checks them when built
+    allowed = [p for p in params if p not in ("num_envs", "device")]
     return [f"task.params.{k}: unknown parameter of '{task.name}'{_closest(k, allowed)}; "
             f"allowed: {', '.join(allowed)}" for k in task.params if k not in allowed]
 
 
-def _pettingzoo_env(module: str, kwargs: dict[str, Any]) -> Any:
+def pettingzoo_env(module: str, kwargs: dict[str, Any]) -> Any:
     """Module-level (picklable) factory for one PettingZoo ParallelEnv."""
     try:
         mod = importlib.import_module(module)
@@ -89,9 +102,10 @@ def _pettingzoo_env(module: str, kwargs: dict[str, Any]) -> Any:
 def make_env(task: TaskConfig, runner_kind: str = "sync", workers: int | None = None,
              device: str | torch.device = "cpu") -> VecEnv:
     """Build the batch of envs a config asks for, guarded unless ``task.guard`` is off."""
-    if task.name == "pettingzoo":
+    entry = TASKS[task.name]
+    if entry.per_env:
         params = dict(task.params)
-        factory = functools.partial(_pettingzoo_env, params.pop("env"), params.pop("kwargs", {}))
+        factory = functools.partial(entry.load(), params.pop("env"), params.pop("kwargs", {}))
         factories = [factory] * task.num_envs
         if runner_kind == "subproc":
             from accord.runners.subproc import SubprocVecEnv
@@ -102,7 +116,7 @@ def make_env(task: TaskConfig, runner_kind: str = "sync", workers: int | None = 
 
             env = PettingZooVecEnv(factories, device=device, **params)
     else:
-        env = TASKS[task.name].load()(task.num_envs, device=device, **task.params)
+        env = entry.load()(task.num_envs, device=device, **task.params)
     if task.guard:
         from accord.envs.guard import GuardedVecEnv
 

@@ -175,8 +175,8 @@ class RunIndex:
             raise RunStoreError(f"cannot use run index {self.path}: {e}") from e
         except sqlite3.DatabaseError as e:  # not a database, malformed image
             raise RunStoreError(
-                f"run index {self.path} is corrupt ({e}); it can be rebuilt from the run folders "
-                f"with RunIndex.rebuild({str(self.root)!r})"
+                f"run index {self.path} is corrupt ({e}); rebuild it from the run folders with "
+                f"`accord runs --root {self.root} --rebuild`"
             ) from e
 
 

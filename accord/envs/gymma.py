@@ -1,0 +1,112 @@
+"""Shim: a gymnasium multi-agent env with tuple observations and actions as a PettingZoo ``ParallelEnv``.
+
+lbforaging, rware and similar envs register plain gymnasium ids whose ``observation_space`` and
+``action_space`` are ``Tuple``s with one entry per agent, whose ``step`` takes a tuple of actions and
+returns a list of rewards, and whose ``done`` is one flag (or one per agent). Exposing them as a
+``ParallelEnv`` lets :class:`~accord.envs.pettingzoo.PettingZooVecEnv` and
+:class:`~accord.runners.subproc.SubprocVecEnv` batch them, in this process or in workers, with the
+batching code written once.
+
+Episode ends: reaching the env's step limit (its registered ``max_episode_steps``, or the
+``_max_episode_steps`` / ``max_steps`` attribute lbforaging and rware use) is a truncation, since
+the observation does not show the clock; any other end is a termination. The env's info dict is
+given to every agent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from accord.errors import ConfigError, EnvError
+
+# Packages that register gymnasium ids -> the accord extra that installs them.
+_EXTRAS = {"lbforaging": "lbf", "rware": "rware"}
+
+
+def _make(env_id: str, kwargs: dict[str, Any]) -> Any:
+    import gymnasium
+
+    package = env_id.split(":")[0] if ":" in env_id else None
+    try:
+        return gymnasium.make(env_id, disable_env_checker=True, **kwargs)
+    except ModuleNotFoundError as e:
+        extra = _EXTRAS.get(package or "")
+        fix = f"pip install 'accord[{extra}]'" if extra else f"install the package that provides '{env_id}'"
+        raise ConfigError(f"task.params.env: cannot import '{package or e.name}' for '{env_id}'; hint: {fix}") from None
+    except gymnasium.error.Error as e:
+        hint = ("check the id against gymnasium.pprint_registry()" if package else
+                "prefix the id with the package that registers it, e.g. 'lbforaging:Foraging-8x8-2p-2f-coop-v3'")
+        raise ConfigError(f"task.params.env: {e}; hint: {hint}") from None
+
+
+def _step_limit(env: Any) -> int | None:
+    if env.spec is not None and env.spec.max_episode_steps is not None:
+        return int(env.spec.max_episode_steps)
+    inner = env.unwrapped
+    limit = getattr(inner, "_max_episode_steps", None) or getattr(inner, "max_steps", None)
+    return None if limit is None else int(limit)
+
+
+class GymmaEnv(ParallelEnv):
+    """``gymnasium.make(env, **kwargs)`` of a tuple-space multi-agent env, as a ``ParallelEnv``.
+
+    Agents are ``agent_0 .. agent_{N-1}`` in tuple order; ``max_cycles`` is the env's step limit
+    (``None`` if it has none, in which case the vec env needs ``episode_limit``).
+    """
+
+    def __init__(self, env: str, kwargs: dict[str, Any] | None = None) -> None:
+        self.env = _make(env, dict(kwargs or {}))
+        obs_space, act_space = self.env.observation_space, self.env.action_space
+        if not isinstance(obs_space, spaces.Tuple) or not isinstance(act_space, spaces.Tuple):
+            raise ConfigError(f"task.params.env: '{env}' has {type(obs_space).__name__} observations and "
+                              f"{type(act_space).__name__} actions, not one Tuple entry per agent; hint: use "
+                              "task 'pettingzoo' for PettingZoo envs")
+        if len(obs_space) != len(act_space):
+            raise EnvError(f"'{env}' has {len(obs_space)} observation but {len(act_space)} action spaces; "
+                           "hint: one of each per agent")
+        self.possible_agents = [f"agent_{i}" for i in range(len(obs_space))]
+        self.agents: list[str] = []
+        self.metadata = {"name": env}
+        self.max_cycles = _step_limit(self.env)
+        self._t = 0
+
+    def observation_space(self, agent: str) -> spaces.Space:
+        return self.env.observation_space[self.possible_agents.index(agent)]
+
+    def action_space(self, agent: str) -> spaces.Space:
+        return self.env.action_space[self.possible_agents.index(agent)]
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.agents, self._t = list(self.possible_agents), 0
+        return self._per_agent(obs, "observations"), {a: info for a in self.agents}
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        obs, rewards, done, truncated, info = self.env.step(tuple(actions[a] for a in self.possible_agents))
+        self._t += 1
+        n = len(self.possible_agents)
+        done_all = np.broadcast_to(np.asarray(done, bool), (n,))
+        out_of_time = np.broadcast_to(np.asarray(truncated, bool), (n,)) | (
+            self.max_cycles is not None and self._t >= self.max_cycles)
+        terms = dict(zip(self.possible_agents, (done_all & ~out_of_time).tolist(), strict=True))
+        truncs = dict(zip(self.possible_agents, out_of_time.tolist(), strict=True))
+        obs, rew = self._per_agent(obs, "observations"), self._per_agent(rewards, "rewards")
+        infos = {a: info for a in self.agents}
+        self.agents = [a for a in self.agents if not (terms[a] or truncs[a])]
+        return obs, {a: float(r) for a, r in rew.items()}, terms, truncs, infos
+
+    def render(self) -> Any:
+        return self.env.render()
+
+    def close(self) -> None:
+        self.env.close()
+
+    def _per_agent(self, values: Any, what: str) -> dict[str, Any]:
+        if len(values) != len(self.possible_agents):
+            raise EnvError(f"{self.metadata['name']} returned {len(values)} {what} for "
+                           f"{len(self.possible_agents)} agents; hint: one per agent, in tuple order")
+        return dict(zip(self.possible_agents, values, strict=True))

@@ -1,0 +1,48 @@
+"""Learning tests: fixed seeds, small known tasks, real thresholds.
+
+2-agent `spread` (25 steps, team return): a uniformly random policy scores about -41 and the scripted
+assignment controller about -12 (`accord.envs.tasks.spread`). "Solved" here means the greedy policy
+closes at least half of that gap (> -26.5) within 200k env steps. Measured with these seeds:
+IPPO about -20, MAPPO about -21 at 200k steps.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from accord.algos.ppo import PPO
+from accord.config import load_config
+from accord.envs.registry import make_env
+from accord.evaluate import evaluate_policy
+from accord.train import seed_everything
+
+pytestmark = pytest.mark.slow
+
+SPREAD_2 = ["task.params.n_agents=2", "task.num_envs=32", "ppo.epochs=5", "ppo.minibatches=4"]
+
+
+def train_and_evaluate(config: str | None, overrides: list[str], steps: int, episodes: int):
+    cfg = load_config(config, overrides)
+    seed_everything(cfg.seed)
+    env = make_env(cfg.task)
+    algo = PPO(cfg, env)
+    while algo.env_steps < steps:
+        algo.train_iteration()
+    learned = evaluate_policy(env, algo.actor, episodes)["return_mean"]
+    rand = evaluate_policy(env, None, episodes)["return_mean"]
+    env.close()
+    return learned, rand
+
+
+@pytest.mark.parametrize("architecture", ["decentralized", "ctde"], ids=["ippo", "mappo"])
+def test_ppo_solves_two_agent_spread(architecture):
+    learned, rand = train_and_evaluate(None, [*SPREAD_2, f"architecture={architecture}"], 200_000, 256)
+    assert rand < -38
+    assert learned > -26.5, f"{architecture}: greedy return {learned:.2f} after 200k steps"
+
+
+def test_mappo_through_pettingzoo_adapter_beats_random_on_mpe_simple_spread():
+    """mpe2 simple_spread_v3, 3 agents, team return = sum of agents' rewards: random about -81;
+    after 60k steps MAPPO's greedy policy scored -64 and -61 (seeds 0, 1)."""
+    learned, rand = train_and_evaluate("configs/simple_spread_mappo.yaml", [], 60_000, 64)
+    assert learned > rand + 10, f"greedy {learned:.2f} vs random {rand:.2f}"
