@@ -1,4 +1,4 @@
-"""``accord`` command line: train | eval | runs | tasks | config show.
+"""``accord`` command line: train | eval | contribution | runs | tasks | config show.
 
 User errors print one line (``error: ...``) and exit 2; ``--debug`` shows the traceback instead.
 """
@@ -10,8 +10,13 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from accord.errors import AccordError
+
+if TYPE_CHECKING:
+    from accord.eval.contribution import ContributionReport
+    from accord.store import RunDir
 
 
 def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
@@ -21,6 +26,38 @@ def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _ci(x: float, ci: Sequence[float]) -> str:
+    return f"{x:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _contribution_table(report: ContributionReport) -> str:
+    """Per-agent contribution of a :class:`~accord.eval.contribution.ContributionReport`."""
+    rows = [(a.name, _ci(a.ablation, a.ablation_ci), _ci(a.shapley, a.shapley_ci),
+             "-" if a.success_corr is None else round(a.success_corr, 3), "LAZY" if a.lazy else "")
+            for a in report.agents]
+    return _table(rows, ("agent", "ablation v(N)-v(N-i) [95% CI]", f"Shapley, {report.shapley_method} [95% CI]",
+                         "corr(success)", "flag"))
+
+
+def _flag_lines(flags: Sequence[dict[str, Any]]) -> list[str]:
+    return [f"{f['flag'].replace('_', ' ')}: {f['detail']}" for f in flags]
+
+
+def _run_contribution(run: RunDir) -> tuple[ContributionReport | None, list[dict[str, Any]]]:
+    """Contribution report of a finished run (if its config asks for one) and all its flags, stored."""
+    from accord.config import build_config
+    from accord.eval.contribution import report_run
+    from accord.eval.flags import HACKING
+    from accord.store import append_flags, read_flags
+
+    report = None
+    if build_config(run.load_config()).credit.monitor.contribution_episodes > 0:
+        report = report_run(run.path, root=run.path.parent)
+        append_flags(run.path, report.flags)
+    hacking = [f for f in read_flags(run.path) if f["flag"] == HACKING]
+    return report, hacking + (report.flags if report is not None else [])
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -43,8 +80,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                   f"{ev['policy']['return_mean']:.3f} +- {ev['policy']['return_std']:.3f}"),
                  ("return, random policy (same episodes)",
                   f"{ev['random']['return_mean']:.3f} +- {ev['random']['return_std']:.3f}")]
+    report, flags = _run_contribution(result.run) if result.status == "finished" else (None, [])
+    rows += [("flags", line) for line in _flag_lines(flags) or ["none"]]
     print()
     print(_table(rows, ("result", "value")))
+    if report is not None:
+        print(f"\ncontribution ({report.episodes} episodes, absent agents: {report.replacement}):")
+        print(_contribution_table(report))
     print(f"\nstored in {result.run.path}  (metrics.jsonl, tb/, checkpoints/)")
     print(f"resume with: accord train --resume {result.run.name}")
     return 0 if result.status == "finished" else 130
@@ -59,6 +101,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         rows = [(name, r["return_mean"], r["return_std"], r.get("success_rate", "-")) for name, r in ev.items()]
         print(_table(rows, ("policy", "return_mean", "return_std", "success_rate")))
+    return 0
+
+
+def cmd_contribution(args: argparse.Namespace) -> int:
+    from accord.eval.contribution import report_run
+    from accord.eval.flags import HACKING
+    from accord.store import RunDir, append_flags, read_flags
+
+    report = report_run(args.run, root=args.root, checkpoint=args.checkpoint, episodes=args.episodes,
+                        replacement=args.replacement, deterministic=True if args.greedy else None)
+    run = RunDir.open(args.root, args.run)
+    append_flags(run.path, report.flags)
+    flags = [f for f in read_flags(run.path) if f["flag"] == HACKING] + report.flags
+    if args.json:
+        print(json.dumps({**report.to_dict(), "flags": flags}))
+        return 0
+    src = report.source
+    print(f"run {src['run']}, {src['checkpoint']} ({src['env_steps']} env steps): {report.episodes} episodes per "
+          f"coalition, absent agents {report.replacement}, {'greedy' if report.deterministic else 'sampled'} actions")
+    success = "-" if report.success_rate is None else f"{report.success_rate:.3f}"
+    print(f"team return {_ci(report.team_return, report.team_return_ci)}, empty team {report.empty_return:.3f}, "
+          f"success rate {success}\n")
+    print(_contribution_table(report))
+    print("\nflags:" if flags else "\nflags: none")
+    for line in _flag_lines(flags):
+        print(f"  {line}")
     return 0
 
 
@@ -113,6 +181,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--stochastic", action="store_true", help="sample actions instead of greedy")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)
+
+    co = sub.add_parser("contribution", help="per-agent contribution (ablation, Shapley) and flags of a checkpoint")
+    co.add_argument("run")
+    co.add_argument("--root", default="runs")
+    co.add_argument("--checkpoint", help="checkpoint file or env-step count (default: the latest)")
+    co.add_argument("--episodes", type=int,
+                    help="episodes per coalition (default: credit.monitor.contribution_episodes)")
+    co.add_argument("--replacement", choices=("noop", "random"), help="stand-in for absent agents (default: config)")
+    co.add_argument("--greedy", action="store_true", help="greedy actions instead of sampled ones")
+    co.add_argument("--json", action="store_true")
+    co.set_defaults(func=cmd_contribution)
 
     r = sub.add_parser("runs", help="list runs with status, steps and last return")
     r.add_argument("--root", default="runs")

@@ -90,9 +90,50 @@ class QConfig(Section):
     attention_reg: float = Field(1e-3, ge=0, description="Qatten penalty on squared attention logits.")
 
 
+class MonitorConfig(Section):
+    """Contribution monitoring: who does the work, and is the reward being gamed (accord.eval)."""
+
+    contribution_episodes: int = Field(128, ge=0, description="Evaluation episodes per coalition for the "
+                                       "contribution report at the end of `accord train` (0: off).")
+    replacement: Literal["noop", "random"] = Field(
+        "noop", description="What stands in for an absent agent: the no-op action, or uniform random actions.")
+    noop_action: int = Field(0, ge=0, description="The discrete action meaning 'do nothing' (0 in every "
+                             "built-in task); absent agents with continuous actions play zeros.")
+    deterministic: bool = Field(False, description="Greedy actions in contribution evaluation (default: "
+                                "sample, as the policy acts in training).")
+    shapley_permutations: int = Field(64, ge=2, description="Permutations sampled for Shapley values of "
+                                      "teams above 6 agents (exact below).")
+    lazy_tolerance: float = Field(0.05, ge=0, description="An agent is lazy when the team succeeds and the "
+                                  "95% CI of its contribution reaches below this fraction of the team's gain "
+                                  "over the empty team.")
+    success_threshold: float = Field(0.5, ge=0, le=1, description="Success rate from which the team counts "
+                                     "as succeeding (tasks without info['success']: beating the empty team).")
+    hacking_window: int = Field(8, ge=3, description="Log points over which a rising training return with "
+                                "a falling success rate flags reward hacking.")
+    hacking_min_drop: float = Field(0.1, gt=0, le=1, description="Fall of the success rate across the "
+                                    "window that counts as falling.")
+
+
 class CreditConfig(Section):
     name: str = Field("shared", description="Credit-assignment method from accord.credit.CREDIT "
                       "(shared, individual, ...); each names the algorithms and architectures it fits.")
+    individual_weight: float = Field(0.5, ge=0, le=1, description="mixed: weight w of the individual "
+                                     "reward, r = (1 - w) r_team + w r_individual.")
+    critic_lr: float = Field(1e-3, gt=0, description="counterfactual, attention: Q critic; shaped: "
+                             "extrinsic critic; potential: learned potential (Adam).")
+    critic_epochs: int = Field(8, ge=1, description="Full-batch gradient steps of the module's own "
+                               "critic per update.")
+    critic_hidden: int = Field(64, ge=1, description="Width of the module's own networks.")
+    td_lambda: float = Field(0.8, ge=0, le=1, description="counterfactual, attention: lambda of the Q "
+                             "critic's TD(lambda) targets (COMA).")
+    attention_heads: int = Field(4, ge=1, description="attention: heads; must divide critic_hidden.")
+    intrinsic_scale: float = Field(0.1, ge=0, description="shaped: lambda in r = r_team + lambda r_in, "
+                                   "r_in in [-1, 1] (LIIR).")
+    intrinsic_lr: float = Field(5e-4, gt=0, description="shaped: meta-gradient step size of the "
+                                "intrinsic reward (Adam).")
+    potential: str | None = Field(None, description="potential: 'package.module:function' mapping states "
+                                  "[..., S] to potentials [...]; null learns Phi as the team's state value.")
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
 
 class RunnerConfig(Section):
@@ -152,6 +193,16 @@ class Config(Section):
             if self.architecture not in method.architectures:
                 problems.append(f"credit.name: '{self.credit.name}' needs architecture "
                                 f"{' or '.join(method.architectures)}, not '{self.architecture}'")
+            n_agents = self.task.params.get("n_agents")  # other tasks are checked when the env is built
+            if isinstance(n_agents, int) and n_agents < method.min_agents:
+                problems.append(f"credit.name: '{self.credit.name}' needs at least {method.min_agents} agents, "
+                                f"but task.params.n_agents is {n_agents}")
+        if self.credit.critic_hidden % self.credit.attention_heads:
+            problems.append(f"credit.attention_heads: {self.credit.attention_heads} does not divide "
+                            f"credit.critic_hidden ({self.credit.critic_hidden})")
+        if self.credit.potential is not None and ":" not in self.credit.potential:
+            problems.append(f"credit.potential: '{self.credit.potential}' must look like "
+                            "'package.module:function'")
         if self.architecture == "hierarchical":
             problems.append("architecture: 'hierarchical' is not available yet; allowed: ctde, decentralized")
         if self.architecture == "decentralized" and self.ppo.critic == "centralized":

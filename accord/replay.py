@@ -13,8 +13,10 @@ step ``length`` being the observation after the last action, used to bootstrap t
 - ``actions`` [.., L, N] int64, ``reward`` [.., L] team reward, ``terminated`` [.., L]
 - ``length`` [..] int64: actions taken in the episode; steps at or past it are padding
 
-The env layout carries no available-action mask for the final observation (the env has already reset),
-so step ``length`` marks every action available, and its ``alive`` repeats the step before.
+The env layout carries no available-action or agent mask for the final observation (the env has already
+reset), so step ``length`` repeats the masks of the step before. Marking every action available there
+instead lets a truncated episode bootstrap from actions that are never trained in such states (e.g.
+foraging's ``load`` away from food), and the inflated value spreads back through the whole episode.
 """
 
 from __future__ import annotations
@@ -142,8 +144,9 @@ class EpisodeBuffer:
         self.episodes = 0  # episodes ever added
 
     @property
-    def nbytes(self) -> int:
-        return self.capacity * episode_bytes(self.spec)
+    def used_bytes(self) -> int:
+        """Memory the stored episodes take (what a checkpoint with the buffer adds)."""
+        return self.size * episode_bytes(self.spec)
 
     @torch.no_grad()
     def add(self, step: Step, actions: Tensor, nxt: Step) -> None:
@@ -167,7 +170,7 @@ class EpisodeBuffer:
             for m, x in end.final_obs.items():
                 o.obs[m][idx, last] = x[idx]
             o.state[idx, last] = end.final_state[idx]
-            o.avail[idx, last] = True
+            o.avail[idx, last] = o.avail[idx, last - 1]
             o.alive[idx, last] = o.alive[idx, last - 1]
             o.length[idx] = last
             self._store(idx)

@@ -3,6 +3,8 @@
 Field names are the batch vocabulary shared by runners, credit methods and learners:
 
 - ``obs`` {modality: [T, B, N, ...]}, ``state`` [T, B, S], ``avail`` [T, B, N, A], ``agent_mask`` [T, B, N]
+- ``next_state`` [T, B, S]: the state after step t, before any autoreset (the final state where an
+  episode ended at t)
 - ``starts`` [T, B]: step t is the first of an episode (recurrent state resets there)
 - ``actions`` [T, B, N] (int64) or [T, B, N, D], ``logp`` [T, B, N] log pi_old(u|o)
 - ``values`` [T, B, N] critic output (normalized scale if value normalization is on)
@@ -26,6 +28,7 @@ from accord.envs.base import EnvSpec
 class Rollout:
     obs: dict[str, Tensor]
     state: Tensor
+    next_state: Tensor
     avail: Tensor
     agent_mask: Tensor
     starts: Tensor
@@ -52,7 +55,8 @@ class Rollout:
         act_shape = (t, b, n) if spec.action_kind == "discrete" else (t, b, n, spec.n_actions)
         return cls(
             obs={m: z(t, b, n, *s, dtype=obs_dtype[m]) for m, s in spec.obs_shapes.items()},
-            state=z(t, b, spec.state_dim), avail=z(t, b, n, spec.avail_dim, dtype=torch.bool),
+            state=z(t, b, spec.state_dim), next_state=z(t, b, spec.state_dim),
+            avail=z(t, b, n, spec.avail_dim, dtype=torch.bool),
             agent_mask=z(t, b, n, dtype=torch.bool), starts=z(t, b, dtype=torch.bool),
             actions=z(*act_shape, dtype=torch.long if spec.action_kind == "discrete" else torch.float32),
             logp=z(t, b, n), values=z(t, b, n), reward=z(t, b), agent_reward=z(t, b, n),

@@ -23,10 +23,12 @@ from accord.algos import ALGORITHMS
 from accord.config import Config, apply_overrides, build_config
 from accord.envs.registry import make_env
 from accord.errors import CheckpointError
+from accord.eval.flags import RewardHackingMonitor
 from accord.store import (
     MetricsLog,
     RunDir,
     RunIndex,
+    append_flags,
     checkpoint_path,
     latest_checkpoint,
     list_checkpoints,
@@ -123,6 +125,11 @@ def _loop(cfg: Config, run: RunDir, algo: Any, resuming: bool, progress: bool) -
         metrics.truncate_after(algo.env_steps)
         logger.info("resumed %s from %s at %d env steps", run.name, ckpt_path.name, algo.env_steps)
 
+    # Reward hacking is judged over recent log points; a resumed run re-reads its (flagged) history.
+    hacking = RewardHackingMonitor(cfg.credit.monitor.hacking_window, cfg.credit.monitor.hacking_min_drop)
+    for past in MetricsLog.read(run.path):
+        hacking.observe(past)
+
     total = cfg.train.total_env_steps
     index.upsert(run.name, path=str(run.path), task=cfg.task.name, algorithm=cfg.algorithm, seed=cfg.seed,
                  status="running", env_steps=algo.env_steps)
@@ -157,6 +164,10 @@ def _loop(cfg: Config, run: RunDir, algo: Any, resuming: bool, progress: bool) -
                               "fps": round((algo.env_steps - steps_at_start) / max(elapsed, 1e-9), 1),
                               **_episode_fields(algo.runner.stats.summary()), **losses}
                     metrics.write(record)
+                    flag = hacking.observe(record)
+                    if flag is not None:
+                        append_flags(run.path, [flag])
+                        logger.warning("%s: reward hacking flagged: %s", run.name, flag["detail"])
                     index.upsert(run.name, env_steps=algo.env_steps, last_return=record["return_mean"])
                     bar.set_postfix(ret=f"{record['return_mean']:.2f}", fps=f"{record['fps']:.0f}")
                 if time.perf_counter() - last_ckpt >= cfg.train.checkpoint_interval_s:

@@ -4,7 +4,9 @@ Every method lives in its own module and is registered in :data:`CREDIT` with th
 family it serves and the architectures it fits; the config's ``credit.name`` picks one, and
 learners never branch on a method's name.
 
-- PPO family: ``advantages(batch, values, next_values, gamma, lam) -> [T, B, N]``.
+- PPO family: a :class:`~accord.credit.base.CreditModule` class ``fn(cfg, spec)`` with
+  ``advantages(batch, ctx) -> Signals``, ``update(batch, ctx) -> metrics`` and ``stats()``.
+- Value-based family (``algorithm: q``): a mixer class ``fn(cfg, spec)``, see :mod:`accord.credit.mixer`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from accord.credit import individual, shared
+from accord.credit.attention import Attention
+from accord.credit.counterfactual import Counterfactual
+from accord.credit.individual import Individual, Mixed
+from accord.credit.iql import Independent
+from accord.credit.potential import Potential
+from accord.credit.qatten import Qatten
+from accord.credit.qmix import QMIX
+from accord.credit.shaped import Shaped
+from accord.credit.shared import Shared
+from accord.credit.vdn import VDN
 
 BOTH = ("ctde", "decentralized")
 
@@ -24,9 +35,24 @@ class CreditMethod:
     algorithms: tuple[str, ...]
     architectures: tuple[str, ...]
     summary: str
+    min_agents: int = 1  # teams smaller than this are refused (config load, or env build)
 
 
 CREDIT: dict[str, CreditMethod] = {
-    "shared": CreditMethod(shared.advantages, ("ppo",), BOTH, "every agent learns from the team reward"),
-    "individual": CreditMethod(individual.advantages, ("ppo",), BOTH, "each agent learns from its own reward"),
+    "shared": CreditMethod(Shared, ("ppo",), BOTH, "every agent learns from the team reward"),
+    "individual": CreditMethod(Individual, ("ppo",), BOTH, "each agent learns from its own reward"),
+    "mixed": CreditMethod(Mixed, ("ppo",), BOTH, "a blend of team and own reward, weight credit.individual_weight"),
+    "counterfactual": CreditMethod(Counterfactual, ("ppo",), ("ctde",),
+                                   "COMA: centralized Q(s, u) critic, baseline marginalizes the agent's own action"),
+    "attention": CreditMethod(Attention, ("ppo",), ("ctde",),
+                              "MAAC-style attention critic over teammates, COMA's counterfactual baseline",
+                              min_agents=2),
+    "shaped": CreditMethod(Shaped, ("ppo",), ("ctde",),
+                           "LIIR: learned per-agent intrinsic reward, meta-gradient on the team return"),
+    "potential": CreditMethod(Potential, ("ppo",), ("ctde",),
+                              "potential-based shaping gamma Phi(s') - Phi(s), Phi given or learned"),
+    "iql": CreditMethod(Independent, ("q",), BOTH, "no mixer: each agent's Q regresses the team reward"),
+    "vdn": CreditMethod(VDN, ("q",), ("ctde",), "Q_tot = sum of agent utilities"),
+    "qmix": CreditMethod(QMIX, ("q",), ("ctde",), "monotonic hypernetwork mixer conditioned on the state"),
+    "qatten": CreditMethod(Qatten, ("q",), ("ctde",), "multi-head attention over utilities, queried by the state"),
 }

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from accord.config import QConfig
+from accord.config import Config
 from accord.credit.mixer import Mixer
 from accord.envs.base import EnvSpec
 
@@ -15,7 +15,7 @@ from accord.envs.base import EnvSpec
 class Independent(Mixer):
     independent = True
 
-    def __init__(self, spec: EnvSpec, cfg: QConfig) -> None:
+    def __init__(self, cfg: Config, spec: EnvSpec) -> None:
         super().__init__()
 
     def forward(self, agent_q: Tensor, state: Tensor) -> Tensor:

@@ -2,7 +2,7 @@
 
 ``mixer(agent_q [T, B, N], state [T, B, S]) -> q_tot [T, B, K]``: ``K = 1`` for a joint team value,
 ``K = N`` when the agents learn independently (then the learner masks dead agents out of the loss).
-Dead agents' utilities arrive as zeros. A mixer is built as ``Cls(spec, q_cfg)`` and raises
+Dead agents' utilities arrive as zeros. A mixer is built as ``Cls(cfg, spec)`` and raises
 :class:`accord.errors.ConfigError` when the env lacks what it conditions on (e.g. a global state).
 """
 

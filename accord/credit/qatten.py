@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from accord.config import QConfig
+from accord.config import Config
 from accord.credit.mixer import Mixer, hypernet
 from accord.credit.qmix import require_state
 from accord.envs.base import EnvSpec
@@ -26,7 +26,7 @@ from accord.errors import ConfigError
 
 
 class Qatten(Mixer):
-    def __init__(self, spec: EnvSpec, cfg: QConfig) -> None:
+    def __init__(self, cfg: Config, spec: EnvSpec) -> None:
         super().__init__()
         require_state(spec, "qatten")
         d, n = spec.agent_state_dim, spec.n_agents
@@ -34,12 +34,13 @@ class Qatten(Mixer):
             raise ConfigError(f"credit 'qatten' attends over each agent's features in the state, but this task "
                               f"declares no per-agent state slice (EnvSpec.agent_state_dim={d}, "
                               f"state_dim={spec.state_dim}); use credit.name=qmix or vdn")
-        s, e, heads = spec.state_dim, cfg.mixing_embed, cfg.attention_heads
+        q = cfg.q
+        s, e, heads = spec.state_dim, q.mixing_embed, q.attention_heads
         self.n, self.unit, self.heads, self.embed = n, d, heads, e
-        self.reg = cfg.attention_reg
-        self.query = hypernet(s, cfg.hypernet_embed, heads * e)
+        self.reg = q.attention_reg
+        self.query = hypernet(s, q.hypernet_embed, heads * e)
         self.key = nn.Linear(d, heads * e, bias=False)
-        self.head_w = hypernet(s, cfg.hypernet_embed, heads)
+        self.head_w = hypernet(s, q.hypernet_embed, heads)
         self.bias = hypernet(s, e, 1)
 
     def logits(self, state: Tensor) -> Tensor:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from accord.config import QConfig
+from accord.config import Config
 from accord.credit.mixer import Mixer, hypernet
 from accord.envs.base import EnvSpec
 from accord.errors import ConfigError
@@ -28,14 +28,15 @@ def require_state(spec: EnvSpec, method: str) -> None:
 
 
 class QMIX(Mixer):
-    def __init__(self, spec: EnvSpec, cfg: QConfig) -> None:
+    def __init__(self, cfg: Config, spec: EnvSpec) -> None:
         super().__init__()
         require_state(spec, "qmix")
-        s, e, n = spec.state_dim, cfg.mixing_embed, spec.n_agents
+        q = cfg.q
+        s, e, n = spec.state_dim, q.mixing_embed, spec.n_agents
         self.n, self.embed = n, e
-        self.hyper_w1 = hypernet(s, cfg.hypernet_embed, n * e)
+        self.hyper_w1 = hypernet(s, q.hypernet_embed, n * e)
         self.hyper_b1 = nn.Linear(s, e)
-        self.hyper_w2 = hypernet(s, cfg.hypernet_embed, e)
+        self.hyper_w2 = hypernet(s, q.hypernet_embed, e)
         self.value = hypernet(s, e, 1)
 
     def forward(self, agent_q: Tensor, state: Tensor) -> Tensor:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from accord.config import QConfig
+from accord.config import Config
 from accord.credit.mixer import Mixer
 from accord.envs.base import EnvSpec
 
 
 class VDN(Mixer):
-    def __init__(self, spec: EnvSpec, cfg: QConfig) -> None:
+    def __init__(self, cfg: Config, spec: EnvSpec) -> None:
         super().__init__()
 
     def forward(self, agent_q: Tensor, state: Tensor) -> Tensor:

@@ -10,7 +10,7 @@ batching code written once.
 Episode ends: reaching the env's step limit (its registered ``max_episode_steps``, or the
 ``_max_episode_steps`` / ``max_steps`` attribute lbforaging and rware use) is a truncation, since
 the observation does not show the clock; any other end is a termination. The env's info dict is
-given to every agent.
+given to every agent. Agents that finished before the others (per-agent dones) are sent a zero action.
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ class GymmaEnv(ParallelEnv):
         self.agents: list[str] = []
         self.metadata = {"name": env}
         self.max_cycles = _step_limit(self.env)
+        self._idle = [np.zeros(s.shape, s.dtype) for s in act_space]  # the action of an agent that is done
         self._t = 0
 
     def observation_space(self, agent: str) -> spaces.Space:
@@ -86,14 +87,13 @@ class GymmaEnv(ParallelEnv):
         return self._per_agent(obs, "observations"), {a: info for a in self.agents}
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
-        obs, rewards, done, truncated, info = self.env.step(tuple(actions[a] for a in self.possible_agents))
+        joint = tuple(actions.get(a, idle) for a, idle in zip(self.possible_agents, self._idle, strict=True))
+        obs, rewards, done, truncated, info = self.env.step(joint)
         self._t += 1
-        n = len(self.possible_agents)
-        done_all = np.broadcast_to(np.asarray(done, bool), (n,))
-        out_of_time = np.broadcast_to(np.asarray(truncated, bool), (n,)) | (
-            self.max_cycles is not None and self._t >= self.max_cycles)
-        terms = dict(zip(self.possible_agents, (done_all & ~out_of_time).tolist(), strict=True))
-        truncs = dict(zip(self.possible_agents, out_of_time.tolist(), strict=True))
+        clock = self.max_cycles is not None and self._t >= self.max_cycles
+        dones, truncs = self._flags(done, "dones"), self._flags(truncated, "truncations")
+        truncs = {a: clock or t for a, t in truncs.items()}
+        terms = {a: d and not truncs[a] for a, d in dones.items()}
         obs, rew = self._per_agent(obs, "observations"), self._per_agent(rewards, "rewards")
         infos = {a: info for a in self.agents}
         self.agents = [a for a in self.agents if not (terms[a] or truncs[a])]
@@ -104,6 +104,12 @@ class GymmaEnv(ParallelEnv):
 
     def close(self) -> None:
         self.env.close()
+
+    def _flags(self, value: Any, what: str) -> dict[str, bool]:
+        """One flag for all agents, or one per agent, as ``{agent: bool}``."""
+        if isinstance(value, (list, tuple, np.ndarray)):
+            return {a: bool(v) for a, v in self._per_agent(value, what).items()}
+        return dict.fromkeys(self.possible_agents, bool(value))
 
     def _per_agent(self, values: Any, what: str) -> dict[str, Any]:
         if len(values) != len(self.possible_agents):

@@ -99,8 +99,7 @@ class VmasVecEnv:
         if not all(isinstance(o, Tensor) for o in obs):
             raise EnvError(f"{self.name}: observations are {type(obs[0]).__name__}, not tensors; hint: "
                            "the VMAS adapter supports scenarios with one tensor observation per agent")
-        self._obs_sizes = [o.shape[-1] for o in obs]
-        dim = max(self._obs_sizes)
+        dim = max(o.shape[-1] for o in obs)
         n = len(agents)
         spaces = self.env.action_space.spaces
         if continuous:
@@ -144,9 +143,10 @@ class VmasVecEnv:
         terminated = terminated.bool()
         truncated = truncated.bool() & ~terminated
         done = terminated | truncated
-        if not bool(done.any()):
+        n_done = int(done.sum())  # the one host sync per step
+        if n_done == 0:
             return self._step(obs, rewards, terminated, truncated)
-        if bool(done.all()):  # the usual case: every episode hit max_steps together
+        if n_done == self.num_envs:  # the usual case: every episode hit max_steps together
             new_obs = self.env.reset()
         else:
             for i in done.nonzero().flatten().tolist():

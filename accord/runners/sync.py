@@ -86,8 +86,9 @@ class SyncRunner:
             nxt = self.env.step(b.actions[t])
             b.reward[t], b.agent_reward[t] = nxt.reward, nxt.agent_reward
             b.terminated[t], b.truncated[t] = nxt.terminated, nxt.truncated
+            final = nxt.with_final()
+            b.next_state[t] = final.final_state
             if bool(nxt.truncated.any()):
-                final = nxt.with_final()
                 v = self.policy.value(final.final_obs, final.final_state, torch.zeros_like(self.starts))
                 b.final_values[t] = v * nxt.truncated.unsqueeze(-1)
             else:

@@ -1,7 +1,8 @@
 """Run store: each run is a folder of plain files, plus an SQLite index for listing runs.
 
 ``runs/<name>/`` holds ``config.yaml``, ``run.yaml`` (identity), ``metrics.jsonl``, ``tb/``,
-``checkpoints/ckpt_<env_steps>.pt`` and ``overrides.log``; ``runs/index.sqlite`` lists the runs.
+``checkpoints/ckpt_<env_steps>.pt``, ``overrides.log`` and ``flags.jsonl`` (raised flags);
+``runs/index.sqlite`` lists the runs.
 """
 
 from accord.store.atomic import atomic_write_bytes, atomic_write_text
@@ -16,16 +17,19 @@ from accord.store.checkpoint import (
     set_rng_state,
     verify_checkpoint,
 )
+from accord.store.flags import FLAGS_FILE, append_flags, read_flags
 from accord.store.index import STATUSES, RunIndex
 from accord.store.metrics import RETURN_KEY, MetricsLog
 from accord.store.run import RunDir, list_runs
 
 __all__ = [
+    "FLAGS_FILE",
     "RETURN_KEY",
     "STATUSES",
     "MetricsLog",
     "RunDir",
     "RunIndex",
+    "append_flags",
     "atomic_write_bytes",
     "atomic_write_text",
     "checkpoint_path",
@@ -34,6 +38,7 @@ __all__ = [
     "list_runs",
     "load_checkpoint",
     "prune_checkpoints",
+    "read_flags",
     "rng_state",
     "save_checkpoint",
     "set_rng_state",

@@ -14,11 +14,16 @@ forces between agents (radius 0.15). Agents start uniformly in [-1, 1]^2 at rest
   agents relative to i. (MPE's communication channel is left out: agents never speak here.)
 - State (6N): every agent's (position, velocity), then every landmark; ``agent_state_dim`` = 4.
 
-Reference scores, team return per episode (sum of team rewards over 25 steps), N = 3,
-measured over 4096 episodes (``python -m accord.envs.tasks.spread``):
-random policy about -83, the scripted assignment policy :func:`assignment_actions` about -18.
-The scripted policy is a strong, not an optimal, controller: a learned policy near -25 is good.
-For N = 2: random about -55, scripted about -12.
+Reference scores, team return per episode (sum of team rewards over 25 steps), measured over 4096
+episodes (``python -m accord.envs.tasks.spread``):
+
+| agents | uniformly random | scripted :func:`assignment_actions` | good learned policy |
+|---|---|---|---|
+| 2 | about -41 | about -12 | -26 or better |
+| 3 | about -51 | about -17 | -25 or better |
+
+The scripted controller (best assignment + damped steering) is strong, not optimal. "Good learned"
+is what MAPPO/IPPO reach in this project's tests and demo (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -68,6 +73,9 @@ class Spread:
         self._gen = torch.Generator(device=self.device)
         self._dirs = _DIRECTIONS.to(self.device)
         self._not_self = ~torch.eye(n_agents, dtype=torch.bool, device=self.device)  # [N, N]
+        # others[i] = the other agents of agent i, in order: one gather builds every agent's view.
+        self._others = torch.arange(n_agents, device=self.device).expand(n_agents, -1)[self._not_self]
+        self._others = self._others.view(n_agents, n_agents - 1)  # [N, N-1]
         b, n = num_envs, n_agents
         self.pos = torch.zeros(b, n, 2, device=self.device)
         self.vel = torch.zeros(b, n, 2, device=self.device)
@@ -144,10 +152,8 @@ class Spread:
         return self._dirs[actions]  # [B, N, 2]
 
     def _observe(self) -> tuple[dict[str, Tensor], Tensor]:
-        b, n = self.num_envs, self.n
         rel_marks = self.landmarks[:, None] - self.pos[:, :, None]  # [B, N, N(mark), 2]
-        rel_agents = self.pos[:, None] - self.pos[:, :, None]  # [B, N, N, 2], p_j - p_i
-        others = rel_agents[:, self._not_self].view(b, n, n - 1, 2)  # [B, N, N-1, 2]
+        others = self.pos[:, self._others] - self.pos[:, :, None]  # [B, N, N-1, 2], p_j - p_i
         obs = torch.cat([self.vel, self.pos, rel_marks.flatten(2), others.flatten(2)], dim=-1)  # [B, N, 4N+2]
         agents = torch.cat([self.pos, self.vel], dim=-1).flatten(1)  # [B, 4N]
         state = torch.cat([agents, self.landmarks.flatten(1)], dim=-1)  # [B, 6N]

@@ -1,0 +1,52 @@
+"""A run's flags: ``flags.jsonl``, one JSON object per raised flag (lazy agent, reward hacking, ...).
+
+Appended as they are raised, during training or by ``accord contribution``; each carries the time it
+was written. Non-finite numbers become ``null``, as in ``metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from accord.errors import RunStoreError
+from accord.store.metrics import _jsonable
+
+FLAGS_FILE = "flags.jsonl"
+
+
+def append_flags(run_dir: str | os.PathLike[str], flags: Iterable[Mapping[str, Any]]) -> None:
+    """Append ``flags`` to the run's ``flags.jsonl`` (created on first use)."""
+    path = Path(run_dir) / FLAGS_FILE
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    lines = [json.dumps(_jsonable({**flag, "time": stamp}), allow_nan=False) + "\n" for flag in flags]
+    if not lines:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.writelines(lines)
+    except OSError as e:
+        raise RunStoreError(f"cannot append to {path}: {e.strerror or e}") from e
+
+
+def read_flags(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The run's flags, oldest first (none if the file does not exist)."""
+    path = Path(run_dir) / FLAGS_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise RunStoreError(f"cannot read {path}: {e.strerror or e}") from e
+    flags = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                flags.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise RunStoreError(f"{path} line {number} is not valid JSON ({e}); fix or delete that line") from e
+    return flags
