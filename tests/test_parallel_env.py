@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -9,18 +10,18 @@ import pytest
 from pettingzoo.test import parallel_api_test
 
 from accord.envs.parallel_env import AsParallelEnv
+from accord.envs.registry import TASKS as REGISTRY
 from accord.envs.tasks.foraging import Foraging
 from accord.envs.tasks.matrix import Climbing, TwoStep
 from accord.envs.tasks.spread import Spread
 from accord.errors import ConfigError
 
+# Every built-in task of the registry with its defaults, plus variants that change the spaces.
 TASKS = {
-    "foraging": lambda: Foraging(1),
+    **{name: functools.partial(entry.load(), 1) for name, entry in REGISTRY.items()
+       if entry.target.startswith("accord.envs.tasks.")},
     "foraging_sight_3p": lambda: Foraging(1, grid_size=10, n_agents=3, n_food=3, sight=2),
-    "two_step": lambda: TwoStep(1),
-    "climbing": lambda: Climbing(1),
     "climbing_25": lambda: Climbing(1, episode_limit=25),
-    "spread": lambda: Spread(1),
     "spread_continuous": lambda: Spread(1, continuous=True),
 }
 

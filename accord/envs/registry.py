@@ -48,7 +48,7 @@ TASKS: dict[str, TaskEntry] = {
     "penalty": TaskEntry("accord.envs.tasks.matrix:Penalty",
                          "penalty matrix game with miscoordination cost k; optimum 10 per play"),
     "freerider": TaskEntry("accord.envs.tasks.freerider:FreeRider",
-                           "team reward only, one agent can free-ride (lazy under shared credit); optimum 25"),
+                           "team reward only, one agent can free-ride (lazy under shared credit); optimum 43.5"),
     "freerider_farm": TaskEntry("accord.envs.tasks.freerider:FarmableFreeRider",
                                 "freerider with a farmable shaped activity bonus: reward hacking case"),
     "pettingzoo": TaskEntry("accord.envs.registry:pettingzoo_env",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from accord.errors import RunStoreError
-from accord.store.metrics import _jsonable
+from accord.store.metrics import jsonable, read_jsonl
 
 FLAGS_FILE = "flags.jsonl"
 
@@ -23,7 +23,7 @@ def append_flags(run_dir: str | os.PathLike[str], flags: Iterable[Mapping[str, A
     """Append ``flags`` to the run's ``flags.jsonl`` (created on first use)."""
     path = Path(run_dir) / FLAGS_FILE
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    lines = [json.dumps(_jsonable({**flag, "time": stamp}), allow_nan=False) + "\n" for flag in flags]
+    lines = [json.dumps(jsonable({**flag, "time": stamp}), allow_nan=False) + "\n" for flag in flags]
     if not lines:
         return
     try:
@@ -35,18 +35,4 @@ def append_flags(run_dir: str | os.PathLike[str], flags: Iterable[Mapping[str, A
 
 def read_flags(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The run's flags, oldest first (none if the file does not exist)."""
-    path = Path(run_dir) / FLAGS_FILE
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    except OSError as e:
-        raise RunStoreError(f"cannot read {path}: {e.strerror or e}") from e
-    flags = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                flags.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise RunStoreError(f"{path} line {number} is not valid JSON ({e}); fix or delete that line") from e
-    return flags
+    return read_jsonl(Path(run_dir) / FLAGS_FILE)

@@ -46,7 +46,7 @@ class MetricsLog:
         """Append one record (must hold ``env_steps``) and mirror its numeric scalars to TensorBoard."""
         if "env_steps" not in record:
             raise ValueError(f"metric record needs 'env_steps': {dict(record)!r}")
-        clean = {str(k): _jsonable(v) for k, v in record.items()}
+        clean = {str(k): jsonable(v) for k, v in record.items()}
         line = json.dumps(clean, allow_nan=False) + "\n"
         try:
             f = self._open()
@@ -61,27 +61,7 @@ class MetricsLog:
     @staticmethod
     def read(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
         """All records of a run; a torn last line (killed writer) is dropped with a warning."""
-        path = Path(run_dir) / METRICS_FILE
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
-        except OSError as e:
-            raise RunStoreError(f"cannot read {path}: {e.strerror or e}") from e
-        lines = text.split("\n")
-        if lines[-1]:  # every complete record ends with a newline
-            logger.warning("dropping torn last line of %s (the writer was interrupted)", path)
-        records = []
-        for number, line in enumerate(lines[:-1], start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise RunStoreError(
-                    f"{path} line {number} is not valid JSON ({e}); fix or delete that line"
-                ) from e
-        return records
+        return read_jsonl(Path(run_dir) / METRICS_FILE)
 
     def truncate_after(self, env_steps: int) -> int:
         """Keep only records with ``env_steps <= env_steps`` (atomically); return how many were dropped."""
@@ -146,16 +126,38 @@ class MetricsLog:
             self._writer.add_scalar(key, value, global_step=step)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Plain JSON value: NaN/inf -> None, 0-d tensors and numpy scalars -> Python numbers."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if hasattr(value, "item"):
-        return _jsonable(value.item())
+        return jsonable(value.item())
     raise TypeError(f"metric value {value!r} of type {type(value).__name__} is not a number, str or list")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Records of a JSON-lines file (none if it does not exist); a torn last line is dropped with a warning."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise RunStoreError(f"cannot read {path}: {e.strerror or e}") from e
+    lines = text.split("\n")
+    if lines[-1]:  # every complete record ends with a newline
+        logger.warning("dropping torn last line of %s (the writer was interrupted)", path)
+    records = []
+    for number, line in enumerate(lines[:-1], start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise RunStoreError(f"{path} line {number} is not valid JSON ({e}); fix or delete that line") from e
+    return records
