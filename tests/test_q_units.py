@@ -278,3 +278,25 @@ def test_buffer_can_stay_out_of_checkpoints_and_capacity_must_match():
     full = small_learner().state_dict()
     with pytest.raises(CheckpointError, match="resume with q.buffer_episodes=64"):
         small_learner("q.buffer_episodes=32").load_state_dict(full)
+
+
+# -- every combination runs -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("recurrent", [False, True], ids=["mlp", "gru"])
+@pytest.mark.parametrize("credit", ["iql", "vdn", "qmix", "qatten"])
+def test_every_mixer_and_agent_kind_trains(credit, recurrent):
+    learner = small_learner(f"credit.name={credit}", f"model.recurrent={recurrent}", "q.td_lambda=0.5",
+                            "q.double_q=false", "q.standardize_rewards=true")
+    for _ in range(3):
+        metrics = learner.train_iteration()
+    assert learner.updates >= 1 and all(math.isfinite(v) for v in metrics.values())
+    assert metrics["buffer_episodes"] == learner.buffer.size > 0
+
+
+def test_bootstrap_without_double_q_is_the_target_max():
+    from accord.algos.q import bootstrap_utilities
+
+    online, target = torch.randn(4, 3, 2, 5), torch.randn(4, 3, 2, 5)
+    assert torch.equal(bootstrap_utilities(online, target, False), target.max(-1).values)
+    pick = online.argmax(-1, keepdim=True)
+    assert torch.equal(bootstrap_utilities(online, target, True), target.gather(-1, pick).squeeze(-1))

@@ -1,7 +1,7 @@
 """Qatten: multi-head attention over the agents' utilities, queried by the state.
 
 Yang et al. 2020, "Qatten: A General Framework for Cooperative Multiagent Reinforcement Learning"
-(arXiv 2002.03939), Eq. (8); layout as the QPLEX/WQMIX reference mixer (linear, weighted heads)::
+(arXiv 2002.03939); layout as the QPLEX/WQMIX reference mixer (linear, weighted heads)::
 
     lambda_{a,h} = softmax_a( (W_q,h s)^T (W_k,h f_a) / sqrt(E) )       f_a: agent a's slice of the state
     Q_tot        = sum_h w_h(s) sum_a lambda_{a,h} Q_a + c(s),          w_h = |hyper_w(s)|

@@ -1,7 +1,7 @@
 """QMIX: a state-conditioned monotonic mixing network.
 
 Rashid et al. 2018, "QMIX: Monotonic Value Function Factorisation for Deep Multi-Agent Reinforcement
-Learning" (ICML; arXiv 1803.11485), Eq. (5) and Sec. 4.1; layer sizes from PyMARL's ``qmix.yaml``::
+Learning" (ICML; arXiv 1803.11485), Sec. 4; layer sizes from PyMARL's ``qmix.yaml``::
 
     h     = ELU(q W1(s) + b1(s)),   W1 = |hyper_1(s)|  [N, E],  b1 = Linear(s)  [E]
     Q_tot = h W2(s) + V(s),         W2 = |hyper_2(s)|  [E],     V  = Linear-ReLU-Linear(s)

@@ -140,7 +140,7 @@ def main() -> None:
     if ref is not None:
         summary[ref.trainer] = {"fps": ref.fps, "wall_s": ref.wall_s}
         print(f"{ref.trainer + '*':<10} {ref.fps:>9.0f} {ref.wall_s:>8.1f} {'-':>9}  {ref.returns}")
-        print("* reference figures at its defaults (10 env processes, 200k steps), not run here")
+        print("* reference figures measured on this machine at its defaults (200k steps), not run here")
     peer = next((k for k in summary if k != "accord"), None)
     if peer is not None and "accord" in summary:
         print(f"\naccord / {peer}: frames/s x{summary['accord']['fps'] / summary[peer]['fps']:.1f}")
