@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
+
+from training_process import start_training, wait_for_checkpoint
 
 from accord.config import build_config
 from accord.envs.registry import make_env
 from accord.evaluate import evaluate_run
-from accord.store import RunDir, latest_checkpoint, list_runs, load_checkpoint
+from accord.store import RunDir, latest_checkpoint, load_checkpoint
 from accord.train import train
 
 LOG_EVERY = 400  # a multiple of the 8 envs x 25 steps collected per iteration
@@ -22,21 +22,7 @@ Q_RUN = ["algorithm=q", "credit.name=qmix", "task.name=foraging",
 
 
 def _start(root: Path, *extra: str) -> subprocess.Popen:
-    args = [sys.executable, "-m", "accord.cli", "train", "--no-progress", "--eval-episodes", "0",
-            f"runs_dir={root}", *Q_RUN, "train.checkpoint_interval_s=0.5", *extra]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for_checkpoint(root: Path, proc: subprocess.Popen, min_steps: int) -> Path:
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        runs = list_runs(root)
-        ckpt = latest_checkpoint(runs[0].checkpoints_dir) if runs else None
-        if ckpt is not None and int(ckpt.stem.split("_")[1]) >= min_steps:
-            return runs[0].path
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.2)
-    raise AssertionError("no checkpoint appeared")
+    return start_training(root, *Q_RUN, *extra)
 
 
 def _learner_state(run: Path) -> dict:
@@ -56,7 +42,7 @@ def _epsilon(run: Path, env_steps: int) -> float:
 def test_sigkill_then_resume_keeps_replay_epsilon_counters_and_policy(tmp_path):
     root = tmp_path / "runs"
     proc = _start(root, "train.total_env_steps=100000000")
-    run = _wait_for_checkpoint(root, proc, min_steps=3000)
+    run = wait_for_checkpoint(root, proc, min_steps=3000)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     saved = _learner_state(run)

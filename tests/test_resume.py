@@ -6,32 +6,20 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from training_process import start_training, wait_for_checkpoint
 
 from accord.store import RunIndex, latest_checkpoint, list_runs
 
 LOG_EVERY = 400  # a multiple of the 8 envs x 10 steps collected per iteration
+PPO_RUN = ["task.params.n_agents=2", "task.num_envs=8", "ppo.rollout_len=10", "ppo.epochs=1",
+           f"train.log_interval={LOG_EVERY}"]
 
 
 def _start(root: Path, *extra: str) -> subprocess.Popen:
-    args = [sys.executable, "-m", "accord.cli", "train", "--no-progress", "--eval-episodes", "0",
-            f"runs_dir={root}", "task.params.n_agents=2", "task.num_envs=8", "ppo.rollout_len=10",
-            "ppo.epochs=1", f"train.log_interval={LOG_EVERY}", "train.checkpoint_interval_s=0.5", *extra]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for_checkpoint(root: Path, proc: subprocess.Popen, min_steps: int) -> Path:
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        runs = list_runs(root)
-        ckpt = latest_checkpoint(runs[0].checkpoints_dir) if runs else None
-        if ckpt is not None and int(ckpt.stem.split("_")[1]) >= min_steps:
-            return runs[0].path
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.2)
-    raise AssertionError("no checkpoint appeared")
+    return start_training(root, *PPO_RUN, *extra)
 
 
 def _steps(run: Path) -> list[int]:
@@ -41,7 +29,7 @@ def _steps(run: Path) -> list[int]:
 def test_sigkill_then_resume_continues_without_gaps_or_duplicates(tmp_path):
     root = tmp_path / "runs"
     proc = _start(root, "train.total_env_steps=100000000")
-    run = _wait_for_checkpoint(root, proc, min_steps=2000)
+    run = wait_for_checkpoint(root, proc, min_steps=2000)
     time.sleep(0.7)  # let it log past the checkpoint, so resume must cut the history back
     proc.send_signal(signal.SIGKILL)
     proc.wait()
