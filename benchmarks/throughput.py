@@ -38,6 +38,28 @@ def _rate(fn, steps_per_call: int, seconds: float) -> float:
     return calls * steps_per_call / (time.perf_counter() - start)
 
 
+def summarize(runs: list[dict[str, float]], parts: tuple[str, str, str]) -> tuple[dict[str, float], dict[str, float]]:
+    """Median rate of each of three nested stages (env, env + acting, env + acting + update), and the
+    share of the last stage's time spent in each part: stage k's time minus stage k-1's."""
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    times = [1 / v for v in med.values()]  # seconds per env step, stage by stage
+    shares = {name: (t - prev) / times[-1] for name, t, prev in zip(parts, times, [0.0, *times[:-1]], strict=True)}
+    return med, {k: round(v, 3) for k, v in shares.items()}
+
+
+def print_table(rows: list[dict], first: tuple[str, str], rates: tuple[str, str, str]) -> None:
+    """The human table under the JSON lines: two key columns, three rates, the time shares."""
+    parts = list(rows[0]["share"])
+    header = (f"{first[0]:>6} {first[1]:>6} " + " ".join(f"{r.split('_')[0] + '/s':>10}" for r in rates)
+              + "  " + " ".join(parts))
+    print()
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r[first[0]]:>6} {r[first[1]]:>6} " + " ".join(f"{r[k]:>10,}" for k in rates) + "  "
+              + " ".join(f"{r['share'][p]:>{len(p)}.2f}" for p in parts))
+
+
 def measure(n_agents: int, num_envs: int, seconds: float) -> dict[str, float]:
     cfg = load_config("configs/spread_mappo.yaml", [f"task.params.n_agents={n_agents}", f"task.num_envs={num_envs}"])
     env = make_env(cfg.task)
@@ -71,27 +93,14 @@ def main() -> None:
     for n in args.agents:
         for b in args.envs:
             runs = [measure(n, b, args.seconds) for _ in range(args.repeats)]
-            med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-            # Per env step: time in env, in inference (rollout - env), in the update (train - rollout).
-            t_env, t_roll, t_train = 1 / med["env"], 1 / med["rollout"], 1 / med["train"]
-            shares = {"env": t_env / t_train, "inference": (t_roll - t_env) / t_train,
-                      "update": (t_train - t_roll) / t_train}
+            med, shares = summarize(runs, ("env", "inference", "update"))
             row = {"bench": "throughput", "task": "spread", "algorithm": "mappo", "n_agents": n, "num_envs": b,
                    "env_steps_per_s": round(med["env"]), "rollout_steps_per_s": round(med["rollout"]),
                    "train_steps_per_s": round(med["train"]),
-                   "share": {k: round(v, 3) for k, v in shares.items()},
-                   "repeats": args.repeats, "threads": args.threads}
+                   "share": shares, "repeats": args.repeats, "threads": args.threads}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    print()
-    header = f"{'agents':>6} {'envs':>6} {'env/s':>10} {'rollout/s':>10} {'train/s':>10}  env  infer  update"
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        s = r["share"]
-        print(f"{r['n_agents']:>6} {r['num_envs']:>6} {r['env_steps_per_s']:>10,} {r['rollout_steps_per_s']:>10,} "
-              f"{r['train_steps_per_s']:>10,}  {s['env']:.2f} {s['inference']:>5.2f} {s['update']:>7.2f}")
-
+    print_table(rows, ("n_agents", "num_envs"), ("env_steps_per_s", "rollout_steps_per_s", "train_steps_per_s"))
 
 if __name__ == "__main__":
     main()

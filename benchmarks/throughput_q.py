@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from accord.envs.registry import make_env
 from accord.evaluate import random_actions
 
 sys.path.insert(0, str(Path(__file__).parent))
-from throughput import _rate  # noqa: E402  (the same timing loop as the PPO benchmark)
+from throughput import _rate, print_table, summarize  # noqa: E402  (shared with the PPO benchmark)
 
 CONFIG = "configs/foraging_qmix.yaml"
 
@@ -75,29 +74,16 @@ def main() -> None:
     for agent in args.agent:
         for b in args.envs:
             runs = [measure(b, agent == "gru", args.seconds) for _ in range(args.repeats)]
-            med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-            # Per env step: time in env, in acting + replay (collect - env), in updates (train - collect).
-            t_env, t_col, t_train = 1 / med["env"], 1 / med["collect"], 1 / med["train"]
-            shares = {"env": t_env / t_train, "acting": (t_col - t_env) / t_train,
-                      "update": (t_train - t_col) / t_train}
+            med, shares = summarize(runs, ("env", "acting", "update"))
             row = {"bench": "throughput_q", "task": "foraging", "algorithm": "q", "credit": cfg.credit.name,
                    "agent": agent, "n_agents": cfg.task.params["n_agents"], "num_envs": b,
                    "updates_per_iteration": cfg.q.updates, "env_steps_per_iteration": cfg.q.rollout_len * b,
                    "env_steps_per_s": round(med["env"]), "collect_steps_per_s": round(med["collect"]),
                    "train_steps_per_s": round(med["train"]),
-                   "share": {k: round(v, 3) for k, v in shares.items()},
-                   "repeats": args.repeats, "threads": args.threads}
+                   "share": shares, "repeats": args.repeats, "threads": args.threads}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    print()
-    header = f"{'agent':>5} {'envs':>5} {'env/s':>10} {'collect/s':>10} {'train/s':>10}  env  acting  update"
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        s = r["share"]
-        print(f"{r['agent']:>5} {r['num_envs']:>5} {r['env_steps_per_s']:>10,} {r['collect_steps_per_s']:>10,} "
-              f"{r['train_steps_per_s']:>10,}  {s['env']:.2f} {s['acting']:>6.2f} {s['update']:>7.2f}")
-
+    print_table(rows, ("agent", "num_envs"), ("env_steps_per_s", "collect_steps_per_s", "train_steps_per_s"))
 
 if __name__ == "__main__":
     main()
