@@ -168,3 +168,23 @@ def test_registry_and_mappo_smoke_run(tmp_path) -> None:
     result = train(cfg, progress=False)
     assert result.status == "finished" and result.env_steps == 400
     assert result.return_mean == result.return_mean  # episodes of 50 steps finished: not NaN
+
+
+def test_lbforaging_valid_actions_become_the_available_action_mask() -> None:
+    cfg = load_config(None, ["task.name=gymma", f"task.params.env={LBF}", "task.params.action_masks=true",
+                             "task.num_envs=3"])
+    env = make_env(cfg.task)
+    step = env.reset(seed=0)
+    inner = env.env.envs
+    for _ in range(20):
+        for b, gym_env in enumerate(inner):
+            lbf = gym_env.env.unwrapped
+            for i, player in enumerate(lbf.players):
+                valid = {int(a.value) for a in lbf._valid_actions[player]}
+                assert set(torch.nonzero(step.avail_actions[b, i]).flatten().tolist()) == valid
+        avail = step.avail_actions.float()
+        step = env.step(torch.multinomial(avail.view(-1, avail.shape[-1]), 1).view(avail.shape[:2]))
+    assert not step.avail_actions.all()  # some moves or loads are really invalid
+    with pytest.raises(ConfigError, match="action_masks"):
+        load_config(None, ["task.name=pettingzoo", "task.params.env=mpe2.simple_spread_v3",
+                           "task.params.action_masks=true"])

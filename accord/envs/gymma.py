@@ -11,6 +11,10 @@ Episode ends: reaching the env's step limit (its registered ``max_episode_steps`
 ``_max_episode_steps`` / ``max_steps`` attribute lbforaging and rware use) is a truncation, since
 the observation does not show the clock; any other end is a termination. The env's info dict is
 given to every agent. Agents that finished before the others (per-agent dones) are sent a zero action.
+
+``action_masks=True`` passes the env's own valid actions to the learner as ``infos[agent]["action_mask"]``
+(lbforaging keeps them per player in ``_valid_actions``: moves into walls or food, and loading away
+from food, are invalid there anyway and played as no-ops). Off by default, as in EPyMARL.
 """
 
 from __future__ import annotations
@@ -58,8 +62,12 @@ class GymmaEnv(ParallelEnv):
     (``None`` if it has none, in which case the vec env needs ``episode_limit``).
     """
 
-    def __init__(self, env: str, kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(self, env: str, kwargs: dict[str, Any] | None = None, action_masks: bool = False) -> None:
         self.env = _make(env, dict(kwargs or {}))
+        if action_masks and not hasattr(self.env.unwrapped, "_valid_actions"):
+            raise ConfigError(f"task.params.action_masks: '{env}' does not expose valid actions "
+                              "(only lbforaging does); hint: leave action_masks off")
+        self.action_masks = action_masks
         obs_space, act_space = self.env.observation_space, self.env.action_space
         if not isinstance(obs_space, spaces.Tuple) or not isinstance(act_space, spaces.Tuple):
             raise ConfigError(f"task.params.env: '{env}' has {type(obs_space).__name__} observations and "
@@ -84,7 +92,7 @@ class GymmaEnv(ParallelEnv):
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         obs, info = self.env.reset(seed=seed, options=options)
         self.agents, self._t = list(self.possible_agents), 0
-        return self._per_agent(obs, "observations"), {a: info for a in self.agents}
+        return self._per_agent(obs, "observations"), self._infos(info)
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         joint = tuple(actions.get(a, idle) for a, idle in zip(self.possible_agents, self._idle, strict=True))
@@ -95,7 +103,7 @@ class GymmaEnv(ParallelEnv):
         truncs = {a: clock or t for a, t in truncs.items()}
         terms = {a: d and not truncs[a] for a, d in dones.items()}
         obs, rew = self._per_agent(obs, "observations"), self._per_agent(rewards, "rewards")
-        infos = {a: info for a in self.agents}
+        infos = self._infos(info)
         self.agents = [a for a in self.agents if not (terms[a] or truncs[a])]
         return obs, {a: float(r) for a, r in rew.items()}, terms, truncs, infos
 
@@ -104,6 +112,18 @@ class GymmaEnv(ParallelEnv):
 
     def close(self) -> None:
         self.env.close()
+
+    def _infos(self, info: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The env's info for every live agent, with its valid-action mask when asked for."""
+        if not self.action_masks:
+            return {a: info for a in self.agents}
+        inner = self.env.unwrapped
+        out = {}
+        for agent, player, space in zip(self.possible_agents, inner.players, self.env.action_space, strict=True):
+            mask = np.zeros(space.n, dtype=np.int8)
+            mask[[int(action.value) for action in inner._valid_actions[player]]] = 1
+            out[agent] = {**info, "action_mask": mask}
+        return {a: out[a] for a in self.agents}
 
     def _flags(self, value: Any, what: str) -> dict[str, bool]:
         """One flag for all agents, or one per agent, as ``{agent: bool}``."""

@@ -30,6 +30,7 @@ class TaskEntry:
     target: str  # "module:attr", imported on use: the vectorized class, or the per-env factory
     summary: str
     per_env: bool = False  # target(env, kwargs) builds one ParallelEnv, batched by the PettingZoo adapter
+    factory_params: tuple[str, ...] = ()  # per_env tasks: further task.params passed to target
 
     def load(self) -> Any:
         module, attr = self.target.split(":")
@@ -59,7 +60,8 @@ TASKS: dict[str, TaskEntry] = {
                       "continuous: true, max_steps: 100, ...}"),
     "gymma": TaskEntry("accord.envs.gymma:GymmaEnv",
                        "gymnasium multi-agent env with tuple spaces (lbforaging, rware): "
-                       "params {env: 'lbforaging:Foraging-8x8-2p-2f-coop-v3', kwargs: {...}}", per_env=True),
+                       "params {env: 'lbforaging:Foraging-8x8-2p-2f-coop-v3', kwargs: {...}, action_masks: false}",
+                       per_env=True, factory_params=("action_masks",)),
 }
 
 _PZ_PARAMS = {"env", "kwargs", "team_reward", "episode_limit"}
@@ -77,9 +79,9 @@ def task_problems(task: TaskConfig, runner_kind: str) -> list[str]:
                 f"allowed: {', '.join(TASKS)}"]
     entry = TASKS[task.name]
     if entry.per_env:
-        allowed = sorted(_PZ_PARAMS)
+        allowed = sorted(_PZ_PARAMS | set(entry.factory_params))
         problems = [f"task.params.{k}: unknown parameter{_closest(k, allowed)}; allowed: {', '.join(allowed)}"
-                    for k in task.params if k not in _PZ_PARAMS]
+                    for k in task.params if k not in allowed]
         if "env" not in task.params:
             problems.append(f"task.params.env: required for task '{task.name}' (see `accord tasks`)")
         return problems
@@ -109,7 +111,8 @@ def make_env(task: TaskConfig, runner_kind: str = "sync", workers: int | None = 
     entry = TASKS[task.name]
     if entry.per_env:
         params = dict(task.params)
-        factory = functools.partial(entry.load(), params.pop("env"), params.pop("kwargs", {}))
+        extra = {k: params.pop(k) for k in entry.factory_params if k in params}
+        factory = functools.partial(entry.load(), params.pop("env"), params.pop("kwargs", {}), **extra)
         factories = [factory] * task.num_envs
         if runner_kind == "subproc":
             from accord.runners.subproc import SubprocVecEnv
