@@ -9,29 +9,11 @@ IPPO about -20, MAPPO about -21 at 200k steps.
 from __future__ import annotations
 
 import pytest
-
-from accord.algos.ppo import PPO
-from accord.config import load_config
-from accord.envs.registry import make_env
-from accord.evaluate import evaluate_policy
-from accord.train import seed_everything
+from learning import train_and_evaluate
 
 pytestmark = pytest.mark.slow
 
 SPREAD_2 = ["task.params.n_agents=2", "task.num_envs=32", "ppo.epochs=5", "ppo.minibatches=4"]
-
-
-def train_and_evaluate(config: str | None, overrides: list[str], steps: int, episodes: int):
-    cfg = load_config(config, overrides)
-    seed_everything(cfg.seed)
-    env = make_env(cfg.task)
-    algo = PPO(cfg, env)
-    while algo.env_steps < steps:
-        algo.train_iteration()
-    learned = evaluate_policy(env, algo.actor, episodes)["return_mean"]
-    rand = evaluate_policy(env, None, episodes)["return_mean"]
-    env.close()
-    return learned, rand
 
 
 @pytest.mark.parametrize("architecture", ["decentralized", "ctde"], ids=["ippo", "mappo"])

@@ -18,12 +18,7 @@ within the budget; epsilon anneals over the first 10k steps.
 from __future__ import annotations
 
 import pytest
-
-from accord.algos.q import QLearner
-from accord.config import load_config
-from accord.envs.registry import make_env
-from accord.evaluate import evaluate_policy
-from accord.train import seed_everything
+from learning import train_and_evaluate
 
 pytestmark = pytest.mark.slow
 
@@ -34,28 +29,15 @@ SPREAD = ["task.name=spread", "task.params.n_agents=2"]
 FORAGING = ["task.name=foraging", "task.params={grid_size: 5, n_food: 1, episode_limit: 25}"]
 
 
-def train_and_evaluate(overrides: list[str], steps: int, episodes: int = 256) -> tuple[float, float]:
-    cfg = load_config(None, [*Q_SMALL, *overrides])
-    seed_everything(cfg.seed)
-    env = make_env(cfg.task)
-    learner = QLearner(cfg, env)
-    while learner.env_steps < steps:
-        learner.train_iteration()
-    learned = evaluate_policy(env, learner.actor, episodes)["return_mean"]
-    rand = evaluate_policy(env, None, episodes)["return_mean"]
-    env.close()
-    return learned, rand
-
-
 @pytest.mark.parametrize("credit", ["iql", "vdn", "qmix"])
 def test_value_based_learners_solve_two_agent_spread(credit):
-    learned, rand = train_and_evaluate([*SPREAD, f"credit.name={credit}"], 30_000)
+    learned, rand = train_and_evaluate(None, [*Q_SMALL, *SPREAD, f"credit.name={credit}"], 30_000)
     assert rand < -38
     assert learned > -29, f"{credit}: greedy return {learned:.2f} after 30k steps (random {rand:.2f})"
 
 
 @pytest.mark.parametrize("credit", ["iql", "vdn", "qmix"])
 def test_value_based_learners_solve_small_foraging(credit):
-    learned, rand = train_and_evaluate([*FORAGING, f"credit.name={credit}"], 20_000)
+    learned, rand = train_and_evaluate(None, [*Q_SMALL, *FORAGING, f"credit.name={credit}"], 20_000)
     assert rand < 0.1
     assert learned >= 0.75, f"{credit}: greedy return {learned:.3f} after 20k steps (random {rand:.3f})"

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from accord.config import Config
 from accord.credit import CREDIT
+from accord.credit.gae import backward_scan
 from accord.envs.base import Step, VecEnv
 from accord.models.q_agent import QAgent
 from accord.models.value_norm import ValueNorm
@@ -53,13 +54,7 @@ def lambda_targets(reward: Tensor, next_q: Tensor, terminated: Tensor, last: Ten
     # Linear recurrence G_t = b_t + c_t G_{t+1}, with lambda zeroed at each episode's last step.
     lam_t = lam * (~last).to(next_q.dtype)  # [T, B, 1]
     b = reward + live * (1 - lam_t) * next_q  # [T, B, K]
-    c = live * lam_t  # [T, B, 1]
-    out = torch.empty_like(b)
-    g = torch.zeros_like(b[0])
-    for t in range(b.shape[0] - 1, -1, -1):  # time recursion; episodes and agents batched
-        g = b[t] + c[t] * g
-        out[t] = g
-    return out
+    return backward_scan(b, live * lam_t)
 
 
 def td_loss(q_tot: Tensor, target: Tensor, mask: Tensor) -> Tensor:

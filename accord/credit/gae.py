@@ -18,9 +18,17 @@ def gae(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor
     not_term = (~terminated).unsqueeze(-1).to(values.dtype)  # [T, B, 1]
     carry = (gamma * lam) * (~done).unsqueeze(-1).to(values.dtype)  # [T, B, 1]
     delta = rewards + gamma * next_values * not_term - values
-    adv = torch.zeros_like(values)
-    running = torch.zeros_like(values[0])
-    for t in range(values.shape[0] - 1, -1, -1):  # time recursion; envs and agents batched
-        running = delta[t] + carry[t] * running
-        adv[t] = running
-    return adv
+    return backward_scan(delta, carry)
+
+
+def backward_scan(b: Tensor, c: Tensor) -> Tensor:
+    """``y_t = b_t + c_t y_{t+1}`` backwards over time from ``y_T = 0``: ``b`` [T, ...], ``c`` broadcastable.
+
+    The recursion behind GAE and TD(lambda) returns; one loop over time, envs and agents batched.
+    """
+    out = torch.empty_like(b)
+    y = torch.zeros_like(b[0])
+    for t in range(b.shape[0] - 1, -1, -1):
+        y = b[t] + c[t] * y
+        out[t] = y
+    return out

@@ -1,0 +1,25 @@
+"""Train any registered algorithm in-process and evaluate it greedily against a random policy
+(for the learning tests; imported as `learning`: pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+from accord.algos import ALGORITHMS
+from accord.config import load_config
+from accord.envs.registry import make_env
+from accord.evaluate import evaluate_policy
+from accord.train import seed_everything
+
+
+def train_and_evaluate(config: str | None, overrides: list[str], steps: int, episodes: int = 256
+                       ) -> tuple[float, float]:
+    """(greedy return of the trained policy, return of a random policy) on the same env seeds."""
+    cfg = load_config(config, overrides)
+    seed_everything(cfg.seed)
+    env = make_env(cfg.task)
+    algo = ALGORITHMS[cfg.algorithm](cfg, env)
+    while algo.env_steps < steps:
+        algo.train_iteration()
+    learned = evaluate_policy(env, algo.actor, episodes)["return_mean"]
+    rand = evaluate_policy(env, None, episodes)["return_mean"]
+    env.close()
+    return learned, rand
