@@ -1,6 +1,7 @@
-"""Evaluation as its own entry point: rebuild a policy from the run store and play episodes.
+"""Evaluation as its own entry point: load a :class:`~accord.policy.Policy` and play episodes.
 
-Never reads the trainer's memory: everything comes from the run's config and latest checkpoint.
+Never reads the trainer's memory and never builds a learner: the policy comes from the checkpoint
+alone, the env from the run's task config.
 """
 
 from __future__ import annotations
@@ -11,13 +12,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from accord.algos import ALGORITHMS
 from accord.config import build_config
 from accord.envs.base import VecEnv
 from accord.envs.registry import make_env
-from accord.errors import CheckpointError
-from accord.models.actor_critic import Actor
-from accord.store import RunDir, latest_checkpoint, load_checkpoint
+from accord.policy import Policy
+from accord.store import RunDir
 
 
 def random_actions(env: VecEnv, avail: Tensor, gen: torch.Generator) -> Tensor:
@@ -31,25 +30,22 @@ def random_actions(env: VecEnv, avail: Tensor, gen: torch.Generator) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate_policy(env: VecEnv, actor: Actor | None, episodes: int, deterministic: bool = True,
-                    seed: int = 12345, hidden: int = 0) -> dict[str, float]:
-    """Team return over ``episodes`` finished episodes (``actor=None`` plays uniformly at random)."""
+def evaluate_policy(env: VecEnv, policy: Policy | None, episodes: int, deterministic: bool = True,
+                    seed: int = 12345) -> dict[str, float]:
+    """Team return over ``episodes`` finished episodes (``policy=None`` plays uniformly at random)."""
     gen = torch.Generator(device=env.device).manual_seed(seed)
     step = env.reset(seed=seed)
     starts = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)
-    h = torch.zeros(env.num_envs, env.spec.n_agents, hidden, device=env.device) if hidden else None
+    h = None if policy is None else policy.initial_state(env.num_envs)
     ret = torch.zeros(env.num_envs, device=env.device)
     returns: list[float] = []
     successes: list[float] = []
     while len(returns) < episodes:
-        if actor is None:
+        if policy is None:
             act = random_actions(env, step.avail_actions, gen)
         else:
-            obs = {m: x.unsqueeze(0) for m, x in step.obs.items()}
-            params, h = actor(obs, step.avail_actions.unsqueeze(0), h, starts[None])
-            act, _ = actor.sample(params[0], deterministic=deterministic)
-            if env.spec.action_kind == "continuous":
-                act = act.clamp(env.spec.action_low, env.spec.action_high)
+            act, _, h = policy.step(step.obs, step.avail_actions, h, starts, deterministic)
+            act = policy.clamp_actions(act)
         step = env.step(act)
         ret += step.reward
         done = step.done
@@ -69,20 +65,17 @@ def evaluate_policy(env: VecEnv, actor: Actor | None, episodes: int, determinist
 
 
 def evaluate_run(run: str | Path, root: str | Path = "runs", episodes: int = 100, deterministic: bool = True,
-                 num_envs: int | None = None, seed: int = 12345) -> dict[str, dict[str, float]]:
-    """Evaluate a stored run's latest checkpoint next to a random policy on the same env seeds."""
+                 num_envs: int | None = None, seed: int = 12345, checkpoint: str | Path | None = None
+                 ) -> dict[str, dict[str, float]]:
+    """Evaluate a stored run's policy (latest checkpoint by default) next to a random policy on the
+    same env seeds. Only the run's task config and the checkpoint's policy are read."""
     run_dir = RunDir.open(root, run)
     cfg = build_config(run_dir.load_config())
-    ckpt_path = latest_checkpoint(run_dir.checkpoints_dir)
-    if ckpt_path is None:
-        raise CheckpointError(f"run {run_dir.name} has no usable checkpoint in {run_dir.checkpoints_dir}")
+    policy = Policy.load(run_dir.path, checkpoint, device=cfg.train.device)
     cfg.task.num_envs = num_envs or min(episodes, cfg.task.num_envs)
     env = make_env(cfg.task, cfg.runner.kind, cfg.runner.workers, cfg.train.device)
     try:
-        algo = ALGORITHMS[cfg.algorithm](cfg, env)
-        algo.load_state_dict(load_checkpoint(ckpt_path)["algo"])
-        hidden = cfg.model.hidden if cfg.model.recurrent else 0
-        return {"policy": evaluate_policy(env, algo.actor, episodes, deterministic, seed, hidden),
+        return {"policy": evaluate_policy(env, policy, episodes, deterministic, seed),
                 "random": evaluate_policy(env, None, episodes, seed=seed)}
     finally:
         env.close()

@@ -1,9 +1,10 @@
 """Episode replay for off-policy learners: whole episodes in preallocated ``[capacity, T, N, ...]`` tensors.
 
 Built-in envs autoreset at different times, so each env writes into its own *open* row (``[B, T, N, ...]``)
-at its own time index; when its episode ends, the row is copied into the ring with one indexed copy per
-field. Nothing is kept as per-step Python objects, and the memory a buffer needs is known (and checked
-against what the machine has) before anything is allocated.
+of an :class:`EpisodeBuilder` (on the collecting side) at its own time index; a finished episode leaves as
+a row that any :class:`EpisodeBuffer` stores with one indexed copy per field. Nothing is kept as
+per-step Python objects, and the memory a buffer needs is known (and checked against what the machine
+has) before anything is allocated.
 
 Fields of an :class:`EpisodeBatch` (L = ``spec.episode_limit``; observation-like fields hold L + 1 steps,
 step ``length`` being the observation after the last action, used to bootstrap truncated episodes):
@@ -30,10 +31,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from accord.envs.base import EnvSpec, Step
+from accord.envs.base import OBS_DTYPES, EnvSpec, Step
 from accord.errors import CheckpointError, ConfigError, EnvError
 
-_OBS_DTYPES = {"vector": torch.float32, "image": torch.uint8, "text": torch.int64}
 PER_ACTION = ("actions", "reward", "terminated")  # L steps; every other time-indexed field has L + 1
 
 
@@ -41,7 +41,7 @@ def _layout(spec: EnvSpec) -> dict[str, Any]:
     """Per-episode shape and dtype of every field: the one place the buffer layout is defined."""
     n, steps = spec.n_agents, spec.episode_limit
     return {
-        "obs": {m: ((steps + 1, n, *s), _OBS_DTYPES[m]) for m, s in spec.obs_shapes.items()},
+        "obs": {m: ((steps + 1, n, *s), OBS_DTYPES[m]) for m, s in spec.obs_shapes.items()},
         "state": ((steps + 1, spec.state_dim), torch.float32),
         "avail": ((steps + 1, n, spec.avail_dim), torch.bool),
         "alive": ((steps + 1, n), torch.bool),
@@ -123,34 +123,50 @@ class EpisodeBatch:
         return steps[:, None] < self.length[None]  # [T, E]
 
 
-class EpisodeBuffer:
-    """A ring of ``capacity`` whole episodes, fed one vectorized env step at a time by :meth:`add`."""
+    @classmethod
+    def cat(cls, parts: list[EpisodeBatch]) -> EpisodeBatch:
+        """Batch-major episodes of several batches, one after the other."""
+        out = {}
+        for f in fields(cls):
+            first = getattr(parts[0], f.name)
+            if isinstance(first, dict):
+                out[f.name] = {m: torch.cat([getattr(p, f.name)[m] for p in parts]) for m in first}
+            else:
+                out[f.name] = torch.cat([getattr(p, f.name) for p in parts])
+        return cls(**out)
 
-    def __init__(self, spec: EnvSpec, capacity: int, num_envs: int, device: torch.device) -> None:
-        need = (capacity + num_envs) * episode_bytes(spec)
-        free = available_bytes(torch.device(device))
-        if free is not None and need > free:
-            raise ConfigError(
-                f"replay buffer of {capacity} episodes x {spec.episode_limit + 1} steps needs "
-                f"{need / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB is available on {device}; "
-                f"lower q.buffer_episodes (at most about {max(free // episode_bytes(spec) - num_envs, 0)})")
-        self.spec, self.capacity, self.device = spec, capacity, torch.device(device)
-        self.store = EpisodeBatch.allocate(spec, capacity, self.device)
+    def rows(self, idx: Tensor) -> EpisodeBatch:
+        """A copy of batch-major rows ``idx``."""
+        return self.map(lambda _, x: x[idx])
+
+    def __len__(self) -> int:
+        return int(self.length.shape[0])
+
+
+@dataclass
+class EpisodeChunk:
+    """What an off-policy runner hands the learner: the episodes that finished, and the steps taken."""
+
+    episodes: EpisodeBatch | None  # batch-major [E, ...]; None when no episode finished
+    env_steps: int
+
+
+class EpisodeBuilder:
+    """Assembles the episodes of ``num_envs`` envs stepping together, one open row per env.
+
+    Built-in envs autoreset at different times, so each env writes at its own time index; a finished
+    episode leaves as a batch-major row, ready for any :class:`EpisodeBuffer`.
+    """
+
+    def __init__(self, spec: EnvSpec, num_envs: int, device: torch.device) -> None:
+        self.spec, self.device = spec, torch.device(device)
         self.open = EpisodeBatch.allocate(spec, num_envs, self.device)
         self._rows = torch.arange(num_envs, device=self.device)
         self._t = torch.zeros(num_envs, dtype=torch.long, device=self.device)  # open rows' time index
-        self.ptr = 0  # next slot to write
-        self.size = 0  # stored episodes
-        self.episodes = 0  # episodes ever added
-
-    @property
-    def used_bytes(self) -> int:
-        """Memory the stored episodes take (what a checkpoint with the buffer adds)."""
-        return self.size * episode_bytes(self.spec)
 
     @torch.no_grad()
-    def add(self, step: Step, actions: Tensor, nxt: Step) -> None:
-        """Record the transition ``step --actions--> nxt`` of every env; store the episodes it ends."""
+    def add(self, step: Step, actions: Tensor, nxt: Step) -> EpisodeBatch | None:
+        """Record the transition ``step --actions--> nxt`` of every env; return the episodes it ends."""
         o, rows, t = self.open, self._rows, self._t
         for m, x in step.obs.items():
             o.obs[m][rows, t] = x
@@ -163,33 +179,59 @@ class EpisodeBuffer:
         if any_overrun:
             raise EnvError(f"an episode ran past the env's episode_limit ({self.spec.episode_limit}) without "
                            "ending; the replay buffer stores episodes of at most that many steps")
-        if any_done:
-            idx = done.nonzero().squeeze(1)  # [D]
-            end = nxt.with_final()
-            last = t[idx]
-            for m, x in end.final_obs.items():
-                o.obs[m][idx, last] = x[idx]
-            o.state[idx, last] = end.final_state[idx]
-            o.avail[idx, last] = o.avail[idx, last - 1]
-            o.alive[idx, last] = o.alive[idx, last - 1]
-            o.length[idx] = last
-            self._store(idx)
-            t[idx] = 0
+        if not any_done:
+            return None
+        idx = done.nonzero().squeeze(1)  # [D]
+        end = nxt.with_final()
+        last = t[idx]
+        for m, x in end.final_obs.items():
+            o.obs[m][idx, last] = x[idx]
+        o.state[idx, last] = end.final_state[idx]
+        o.avail[idx, last] = o.avail[idx, last - 1]
+        o.alive[idx, last] = o.alive[idx, last - 1]
+        o.length[idx] = last
+        t[idx] = 0
+        return o.rows(idx)
 
-    def _store(self, idx: Tensor) -> None:
-        """Copy open rows ``idx`` [D] into the ring, oldest episodes overwritten first."""
-        idx = idx[-self.capacity:]
-        slots = (self.ptr + torch.arange(len(idx), device=self.device)) % self.capacity  # [D]
+
+class EpisodeBuffer:
+    """A ring of ``capacity`` whole episodes; accepts finished episodes from any source (:meth:`extend`)."""
+
+    def __init__(self, spec: EnvSpec, capacity: int, device: torch.device) -> None:
+        need = capacity * episode_bytes(spec)
+        free = available_bytes(torch.device(device))
+        if free is not None and need > free:
+            raise ConfigError(
+                f"replay buffer of {capacity} episodes x {spec.episode_limit + 1} steps needs "
+                f"{need / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB is available on {device}; "
+                f"lower q.buffer_episodes (at most about {free // episode_bytes(spec)})")
+        self.spec, self.capacity, self.device = spec, capacity, torch.device(device)
+        self.store = EpisodeBatch.allocate(spec, capacity, self.device)
+        self.ptr = 0  # next slot to write
+        self.size = 0  # stored episodes
+        self.episodes = 0  # episodes ever added
+
+    @property
+    def used_bytes(self) -> int:
+        """Memory the stored episodes take (what a checkpoint with the buffer adds)."""
+        return self.size * episode_bytes(self.spec)
+
+    @torch.no_grad()
+    def extend(self, episodes: EpisodeBatch) -> None:
+        """Store batch-major episodes, oldest overwritten first."""
+        n = len(episodes)
+        keep = min(n, self.capacity)
+        slots = (self.ptr + n - keep + torch.arange(keep, device=self.device)) % self.capacity  # [keep]
         for name, dst in self.store.tensors().items():
-            src = getattr(self.open, name)
+            src = getattr(episodes, name)
             if isinstance(dst, dict):
                 for m in dst:
-                    dst[m][slots] = src[m][idx]
+                    dst[m][slots] = src[m][n - keep:].to(self.device)
             else:
-                dst[slots] = src[idx]
-        self.ptr = (self.ptr + len(idx)) % self.capacity
-        self.size = min(self.size + len(idx), self.capacity)
-        self.episodes += len(idx)
+                dst[slots] = src[n - keep:].to(self.device)
+        self.ptr = (self.ptr + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+        self.episodes += n
 
     def sample(self, n: int) -> EpisodeBatch:
         """``n`` stored episodes drawn uniformly (torch's global RNG), time-major, cut to the longest."""
@@ -223,4 +265,3 @@ class EpisodeBuffer:
             else:
                 dst[:size] = src
         self.ptr, self.size, self.episodes = int(state["ptr"]), size, int(state["episodes"])
-        self._t.zero_()  # a resumed run starts fresh episodes

@@ -7,11 +7,18 @@ Field names are the batch vocabulary shared by runners, credit methods and learn
   episode ended at t)
 - ``starts`` [T, B]: step t is the first of an episode (recurrent state resets there)
 - ``actions`` [T, B, N] (int64) or [T, B, N, D], ``logp`` [T, B, N] log pi_old(u|o)
-- ``values`` [T, B, N] critic output (normalized scale if value normalization is on)
 - ``reward`` [T, B] team reward, ``agent_reward`` [T, B, N] individual rewards
 - ``terminated`` / ``truncated`` [T, B]
+- ``final_obs`` {modality: [T, B, N, ...]}: the observation after step t, before any autoreset
+- ``last_obs`` {modality: [B, N, ...]}, ``last_state`` [B, S], ``last_starts`` [B]: where the rollout
+  stopped (the learner bootstraps from them)
+- ``h_actor`` [B, N, H]: the policy's recurrent state at t=0 (the runner's)
+
+Filled by the learner's critic in one pass over the batch (the runner never runs a critic):
+
+- ``values`` [T, B, N] critic output (normalized scale if value normalization is on)
 - ``final_values`` [T, B, N]: value of the last observation of an episode truncated at t
-- ``last_values`` [B, N]: value after the last step (bootstrap), ``h_actor`` / ``h_critic`` [B, N, H] at t=0
+- ``last_values`` [B, N]: value after the last step (bootstrap), ``h_critic`` [B, N, H] at t=0
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-from accord.envs.base import EnvSpec
+from accord.envs.base import OBS_DTYPES, EnvSpec
 
 
 @dataclass
@@ -41,6 +48,10 @@ class Rollout:
     truncated: Tensor
     final_values: Tensor
     last_values: Tensor
+    final_obs: dict[str, Tensor]
+    last_obs: dict[str, Tensor]
+    last_state: Tensor
+    last_starts: Tensor
     h_actor: Tensor | None = None
     h_critic: Tensor | None = None
 
@@ -51,10 +62,9 @@ class Rollout:
         def z(*shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
             return torch.zeros(*shape, dtype=dtype, device=device)
 
-        obs_dtype = {"vector": torch.float32, "image": torch.uint8, "text": torch.long}
         act_shape = (t, b, n) if spec.action_kind == "discrete" else (t, b, n, spec.n_actions)
         return cls(
-            obs={m: z(t, b, n, *s, dtype=obs_dtype[m]) for m, s in spec.obs_shapes.items()},
+            obs={m: z(t, b, n, *s, dtype=OBS_DTYPES[m]) for m, s in spec.obs_shapes.items()},
             state=z(t, b, spec.state_dim), next_state=z(t, b, spec.state_dim),
             avail=z(t, b, n, spec.avail_dim, dtype=torch.bool),
             agent_mask=z(t, b, n, dtype=torch.bool), starts=z(t, b, dtype=torch.bool),
@@ -62,6 +72,9 @@ class Rollout:
             logp=z(t, b, n), values=z(t, b, n), reward=z(t, b), agent_reward=z(t, b, n),
             terminated=z(t, b, dtype=torch.bool), truncated=z(t, b, dtype=torch.bool),
             final_values=z(t, b, n), last_values=z(b, n),
+            final_obs={m: z(t, b, n, *s, dtype=OBS_DTYPES[m]) for m, s in spec.obs_shapes.items()},
+            last_obs={m: z(b, n, *s, dtype=OBS_DTYPES[m]) for m, s in spec.obs_shapes.items()},
+            last_state=z(b, spec.state_dim), last_starts=z(b, dtype=torch.bool),
         )
 
     def envs(self, idx: Tensor) -> Rollout:
@@ -69,11 +82,12 @@ class Rollout:
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
+            batch_major = f.name.startswith("last_") or f.name.startswith("h_")
             if isinstance(v, dict):
-                out[f.name] = {k: x[:, idx] for k, x in v.items()}
+                out[f.name] = {k: x[idx] if batch_major else x[:, idx] for k, x in v.items()}
             elif v is None:
                 out[f.name] = None
-            elif f.name in ("last_values", "h_actor", "h_critic"):
+            elif batch_major:
                 out[f.name] = v[idx]
             else:
                 out[f.name] = v[:, idx]

@@ -1,7 +1,8 @@
 """The training loop shared by every algorithm: run store, checkpoints, resume, progress, Ctrl-C.
 
-An algorithm only has to provide ``train_iteration() -> metrics``, ``env_steps``, ``runner.stats``
-and ``state_dict()/load_state_dict()``; everything a run leaves on disk is written here.
+The loop owns collection: a runner steps the env with the learner's :class:`~accord.policy.Policy`
+and hands each batch to ``learner.update(batch)`` (:class:`accord.runners.Learner`); everything a run
+leaves on disk is written here.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from tqdm import tqdm
 
 from accord.algos import ALGORITHMS
 from accord.config import Config, apply_overrides, build_config
+from accord.envs.base import VecEnv
 from accord.envs.registry import make_env
 from accord.errors import CheckpointError
 from accord.eval.flags import RewardHackingMonitor
+from accord.runners import Learner, Runner, make_runner
 from accord.store import (
     MetricsLog,
     RunDir,
@@ -80,6 +83,17 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
+def build_learner(cfg: Config, env: VecEnv) -> tuple[Learner, Runner]:
+    """The config's learner and the runner that feeds it from ``env``."""
+    learner = ALGORITHMS[cfg.algorithm](cfg, env.spec, env.device)
+    return learner, make_runner(env, learner, cfg.seed)
+
+
+def train_step(learner: Learner, runner: Runner) -> dict[str, float]:
+    """One collect-then-learn iteration."""
+    return learner.update(runner.collect())
+
+
 def train(cfg: Config | None = None, *, resume: str | None = None, overrides: list[str] | None = None,
           progress: bool = True) -> RunResult:
     """Train ``cfg`` into a new run, or continue run ``resume`` (its stored config + ``overrides``)."""
@@ -94,17 +108,17 @@ def train(cfg: Config | None = None, *, resume: str | None = None, overrides: li
     seed_everything(cfg.seed)
     env = make_env(cfg.task, cfg.runner.kind, cfg.runner.workers, cfg.train.device)
     try:
-        algo = ALGORITHMS[cfg.algorithm](cfg, env)
+        learner, runner = build_learner(cfg, env)
         if resume is None:
             run = RunDir.create(cfg.runs_dir, config_dict=cfg.model_dump(mode="json"),
                                 task=cfg.task.name, algorithm=cfg.algorithm, seed=cfg.seed, name=cfg.name)
         run.log_overrides(overrides)
-        return _loop(cfg, run, algo, resume is not None, progress)
+        return _loop(cfg, run, learner, runner, resume is not None, progress)
     finally:
         env.close()
 
 
-def _loop(cfg: Config, run: RunDir, algo: Any, resuming: bool, progress: bool) -> RunResult:
+def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner, resuming: bool, progress: bool) -> RunResult:
     root = run.path.parent
     index = RunIndex(root)
     metrics = MetricsLog(run.path)
@@ -119,11 +133,12 @@ def _loop(cfg: Config, run: RunDir, algo: Any, resuming: bool, progress: bool) -
         ckpt = load_checkpoint(ckpt_path)
         if ckpt.get("algorithm") != cfg.algorithm:
             raise CheckpointError(f"{ckpt_path} holds a '{ckpt.get('algorithm')}' run, not '{cfg.algorithm}'")
-        algo.load_state_dict(ckpt["algo"])
+        learner.load_state_dict(ckpt["algo"])
+        runner.stats.episodes = int(ckpt["runner"]["episodes"])
         set_rng_state(ckpt["rng"])
         wall_before = float(ckpt["wall_s"])
-        metrics.truncate_after(algo.env_steps)
-        logger.info("resumed %s from %s at %d env steps", run.name, ckpt_path.name, algo.env_steps)
+        metrics.truncate_after(learner.env_steps)
+        logger.info("resumed %s from %s at %d env steps", run.name, ckpt_path.name, learner.env_steps)
 
     # Reward hacking is judged over recent log points; a resumed run re-reads its (flagged) history.
     hacking = RewardHackingMonitor(cfg.credit.monitor.hacking_window, cfg.credit.monitor.hacking_min_drop)
@@ -132,43 +147,44 @@ def _loop(cfg: Config, run: RunDir, algo: Any, resuming: bool, progress: bool) -
 
     total = cfg.train.total_env_steps
     index.upsert(run.name, path=str(run.path), task=cfg.task.name, algorithm=cfg.algorithm, seed=cfg.seed,
-                 status="running", env_steps=algo.env_steps)
+                 status="running", env_steps=learner.env_steps)
     start = time.perf_counter()
     last_ckpt = start
     log_every = cfg.train.log_interval
-    next_log = (algo.env_steps // log_every + 1) * log_every
-    steps_at_start = algo.env_steps
+    next_log = (learner.env_steps // log_every + 1) * log_every
+    steps_at_start = learner.env_steps
 
     def wall() -> float:
         return wall_before + time.perf_counter() - start
 
     def checkpoint() -> None:
-        payload = {"algorithm": cfg.algorithm, "algo": algo.state_dict(), "rng": rng_state(), "wall_s": wall()}
-        save_checkpoint(checkpoint_path(run.checkpoints_dir, algo.env_steps), payload)
+        payload = {"algorithm": cfg.algorithm, "algo": learner.state_dict(), "policy": learner.policy.record(),
+                   "runner": {"episodes": runner.stats.episodes}, "rng": rng_state(), "wall_s": wall()}
+        save_checkpoint(checkpoint_path(run.checkpoints_dir, learner.env_steps), payload)
         prune_checkpoints(run.checkpoints_dir, cfg.train.keep_checkpoints)
 
     status = "interrupted"
     record: dict[str, Any] = {}
-    bar = tqdm(total=total, initial=algo.env_steps, unit="step", unit_scale=True, dynamic_ncols=True,
+    bar = tqdm(total=total, initial=learner.env_steps, unit="step", unit_scale=True, dynamic_ncols=True,
                disable=not progress, desc=run.name[:40], smoothing=0.1)
     try:
         with _StopFlag() as stop:
-            while algo.env_steps < total and not stop.requested:
-                before = algo.env_steps
-                losses = algo.train_iteration()
-                bar.update(algo.env_steps - before)
-                if algo.env_steps >= next_log or algo.env_steps >= total:
-                    next_log = (algo.env_steps // log_every + 1) * log_every
+            while learner.env_steps < total and not stop.requested:
+                before = learner.env_steps
+                losses = train_step(learner, runner)
+                bar.update(learner.env_steps - before)
+                if learner.env_steps >= next_log or learner.env_steps >= total:
+                    next_log = (learner.env_steps // log_every + 1) * log_every
                     elapsed = time.perf_counter() - start
-                    record = {"env_steps": algo.env_steps, "wall_s": round(wall(), 3),
-                              "fps": round((algo.env_steps - steps_at_start) / max(elapsed, 1e-9), 1),
-                              **_episode_fields(algo.runner.stats.summary()), **losses}
+                    record = {"env_steps": learner.env_steps, "wall_s": round(wall(), 3),
+                              "fps": round((learner.env_steps - steps_at_start) / max(elapsed, 1e-9), 1),
+                              **_episode_fields(runner.stats.summary()), **losses}
                     metrics.write(record)
                     flag = hacking.observe(record)
                     if flag is not None:
                         append_flags(run.path, [flag])
                         logger.warning("%s: reward hacking flagged: %s", run.name, flag["detail"])
-                    index.upsert(run.name, env_steps=algo.env_steps, last_return=record["return_mean"])
+                    index.upsert(run.name, env_steps=learner.env_steps, last_return=record["return_mean"])
                     bar.set_postfix(ret=f"{record['return_mean']:.2f}", fps=f"{record['fps']:.0f}")
                 if time.perf_counter() - last_ckpt >= cfg.train.checkpoint_interval_s:
                     checkpoint()
@@ -183,10 +199,10 @@ def _loop(cfg: Config, run: RunDir, algo: Any, resuming: bool, progress: bool) -
         raise
     bar.close()
     metrics.close()
-    index.upsert(run.name, status=status, env_steps=algo.env_steps)
+    index.upsert(run.name, status=status, env_steps=learner.env_steps)
     index.close()
     elapsed = time.perf_counter() - start
-    return RunResult(run, algo.env_steps, wall(), (algo.env_steps - steps_at_start) / max(elapsed, 1e-9),
+    return RunResult(run, learner.env_steps, wall(), (learner.env_steps - steps_at_start) / max(elapsed, 1e-9),
                      record.get("return_mean", math.nan), status)
 
 

@@ -23,10 +23,10 @@ import time
 
 import torch
 
-from accord.algos.ppo import PPO
 from accord.config import load_config
 from accord.envs.registry import make_env
 from accord.evaluate import random_actions
+from accord.train import build_learner, train_step
 
 
 def _rate(fn, steps_per_call: int, seconds: float) -> float:
@@ -63,7 +63,7 @@ def print_table(rows: list[dict], first: tuple[str, str], rates: tuple[str, str,
 def measure(n_agents: int, num_envs: int, seconds: float) -> dict[str, float]:
     cfg = load_config("configs/spread_mappo.yaml", [f"task.params.n_agents={n_agents}", f"task.num_envs={num_envs}"])
     env = make_env(cfg.task)
-    algo = PPO(cfg, env)
+    algo, runner = build_learner(cfg, env)
     gen = torch.Generator().manual_seed(0)
     step = env.reset(seed=0)
 
@@ -73,8 +73,8 @@ def measure(n_agents: int, num_envs: int, seconds: float) -> dict[str, float]:
     t_len = cfg.ppo.rollout_len
     out = {
         "env": _rate(env_only, num_envs, seconds),
-        "rollout": _rate(algo.runner.collect, t_len * num_envs, seconds),
-        "train": _rate(algo.train_iteration, t_len * num_envs, seconds),
+        "rollout": _rate(runner.collect, t_len * num_envs, seconds),
+        "train": _rate(lambda: train_step(algo, runner), t_len * num_envs, seconds),
     }
     env.close()
     return out

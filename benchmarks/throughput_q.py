@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
-from accord.algos.q import QLearner
 from accord.config import load_config
 from accord.envs.registry import make_env
 from accord.evaluate import random_actions
+from accord.train import build_learner, train_step
 
 sys.path.insert(0, str(Path(__file__).parent))
 from throughput import _rate, print_table, summarize  # noqa: E402  (shared with the PPO benchmark)
@@ -38,9 +38,9 @@ CONFIG = "configs/foraging_qmix.yaml"
 def measure(num_envs: int, recurrent: bool, seconds: float) -> dict[str, float]:
     cfg = load_config(CONFIG, [f"task.num_envs={num_envs}", f"model.recurrent={recurrent}"])
     env = make_env(cfg.task)
-    learner = QLearner(cfg, env)
+    learner, runner = build_learner(cfg, env)
     while learner.updates == 0:  # fill the buffer to one batch, so every timed iteration learns
-        learner.train_iteration()
+        train_step(learner, runner)
     alone = make_env(cfg.task)  # its own env: resetting the learner's would desync its runner
     gen = torch.Generator().manual_seed(0)
     step = alone.reset(seed=0)
@@ -52,8 +52,8 @@ def measure(num_envs: int, recurrent: bool, seconds: float) -> dict[str, float]:
     steps = cfg.q.rollout_len * num_envs
     out = {
         "env": _rate(env_only, num_envs, seconds),
-        "collect": _rate(learner.runner.collect, steps, seconds),
-        "train": _rate(learner.train_iteration, steps, seconds),
+        "collect": _rate(runner.collect, steps, seconds),
+        "train": _rate(lambda: train_step(learner, runner), steps, seconds),
     }
     env.close()
     alone.close()

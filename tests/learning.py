@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-from accord.algos import ALGORITHMS
 from accord.config import load_config
 from accord.envs.registry import make_env
 from accord.evaluate import evaluate_policy
-from accord.train import seed_everything
+from accord.train import build_learner, seed_everything, train_step
 
 
 def train_and_evaluate(config: str | None, overrides: list[str], steps: int, episodes: int = 256
@@ -16,10 +15,10 @@ def train_and_evaluate(config: str | None, overrides: list[str], steps: int, epi
     cfg = load_config(config, overrides)
     seed_everything(cfg.seed)
     env = make_env(cfg.task)
-    algo = ALGORITHMS[cfg.algorithm](cfg, env)
+    algo, runner = build_learner(cfg, env)
     while algo.env_steps < steps:
-        algo.train_iteration()
-    learned = evaluate_policy(env, algo.actor, episodes)["return_mean"]
+        train_step(algo, runner)
+    learned = evaluate_policy(env, algo.policy, episodes)["return_mean"]
     rand = evaluate_policy(env, None, episodes)["return_mean"]
     env.close()
     return learned, rand

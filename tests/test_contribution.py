@@ -9,10 +9,12 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from accord.config import ModelConfig
 from accord.envs.tasks.freerider import FreeRider
 from accord.eval.contribution import contribution_report, exact_shapley, sampled_shapley
 from accord.eval.flags import RewardHackingMonitor, mark_lazy, reward_hacking
 from accord.eval.stats import bootstrap_ci, iqm
+from accord.policy import Policy
 
 
 def _game(values: dict[frozenset, float], n: int):
@@ -69,10 +71,14 @@ class ScriptedTeam(nn.Module):
         return params.argmax(-1), params.new_zeros(params.shape[:-1])
 
 
+def scripted(env: FreeRider, rider_works: bool) -> Policy:
+    return Policy(env.spec, ScriptedTeam(env, rider_works), ModelConfig())  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("rider_works", [True, False])
 def test_ablation_finds_each_agents_share_and_flags_an_idle_rider(rider_works):
     env = FreeRider(256)
-    report = contribution_report(env, ScriptedTeam(env, rider_works), seed=3)
+    report = contribution_report(env, scripted(env, rider_works), seed=3)
     flags = mark_lazy(report, tolerance=0.05, success_threshold=0.5)
     workers, rider = report.agents[:3], report.agents[3]
     for w in workers:  # a worker right 62.5 % of the time adds 10 * 5 * (0.625 - 0.375) = 12.5 on average
@@ -90,7 +96,7 @@ def test_ablation_finds_each_agents_share_and_flags_an_idle_rider(rider_works):
 
 def test_teams_above_six_agents_get_sampled_shapley_with_an_interval():
     env = FreeRider(64, n_agents=7)
-    report = contribution_report(env, ScriptedTeam(env, True), seed=0, permutations=8)
+    report = contribution_report(env, scripted(env, True), seed=0, permutations=8)
     assert report.shapley_method == "sampled (8 permutations)"
     for a in report.agents:  # additive game, same seeds: every order gives the same marginal contribution
         assert a.shapley == pytest.approx(a.ablation)

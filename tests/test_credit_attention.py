@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from batches import random_batch
 
-from accord.algos.ppo import PPO
 from accord.config import load_config
 from accord.credit.attention import AttentionCritic
 from accord.envs.registry import make_env
+from accord.train import build_learner, train_step
 
 
 def _spec(n_agents: int = 4):
@@ -47,8 +47,8 @@ def test_a_dead_agent_changes_nobody_elses_q_through_its_action():
 def test_attention_credit_logs_attention_entropy_per_agent():
     cfg = load_config(None, ["task.name=freerider", "task.num_envs=4", "credit.name=attention"])
     env = make_env(cfg.task)
-    algo = PPO(cfg, env)
-    out = algo.train_iteration()
+    algo, runner = build_learner(cfg, env)
+    out = train_step(algo, runner)
     for name in env.spec.agent_names:
         ent = out[f"credit/attention_entropy/{name}"]
         assert 0.0 <= ent <= torch.log(torch.tensor(3.0)).item() + 1e-6  # at most uniform over 3 others

@@ -15,6 +15,7 @@ from accord.credit.counterfactual import ComaCritic, Counterfactual, counterfact
 from accord.envs.registry import make_env
 from accord.errors import ConfigError
 from accord.rollout import Rollout
+from accord.train import build_learner, train_step
 
 
 def test_counterfactual_advantage_matches_brute_force_on_a_random_joint_q_table():
@@ -95,13 +96,12 @@ def test_td_lambda_returns_match_the_recursive_definition():
 def test_counterfactual_advantages_use_the_policy_and_record_per_agent_spread():
     cfg = load_config(None, ["task.name=freerider", "task.num_envs=4", "credit.name=counterfactual"])
     env = make_env(cfg.task)
-    from accord.algos.ppo import PPO
 
-    algo = PPO(cfg, env)
-    algo.train_iteration()
+    algo, runner = build_learner(cfg, env)
+    train_step(algo, runner)
     stats = algo.credit.stats()
     assert set(stats) >= {f"credit/adv_std/{name}" for name in env.spec.agent_names}
-    batch = algo.runner.collect()
+    batch = runner.collect()
     pi = policy_probs(algo.actor, batch)
     torch.testing.assert_close(pi.sum(-1), torch.ones_like(pi[..., 0]))
 

@@ -6,12 +6,12 @@ import pytest
 import torch
 from batches import random_batch
 
-from accord.algos.ppo import PPO
 from accord.config import load_config
 from accord.credit import CREDIT
 from accord.credit.base import CreditContext
 from accord.envs.registry import make_env
 from accord.store import load_checkpoint, save_checkpoint
+from accord.train import build_learner, train_step
 
 PPO_METHODS = [name for name, m in CREDIT.items() if "ppo" in m.algorithms]
 
@@ -24,13 +24,13 @@ def test_method_trains_and_resumes_from_a_checkpoint(method, tmp_path):
                  f"credit.name={method}"]
     cfg = load_config(None, overrides)
     torch.manual_seed(0)
-    algo = PPO(cfg, make_env(cfg.task))
-    out = algo.train_iteration()
+    algo, runner = build_learner(cfg, make_env(cfg.task))
+    out = train_step(algo, runner)
     assert all(torch.isfinite(torch.tensor(v)) for v in out.values())
     assert any(k.startswith("credit/adv_std/") for k in out)
     path = save_checkpoint(tmp_path / "ckpt.pt", {"algo": algo.state_dict()})
 
-    other = PPO(cfg, make_env(cfg.task))
+    other, runner = build_learner(cfg, make_env(cfg.task))
     other.load_state_dict(load_checkpoint(path)["algo"])
     for (k, a), b in zip(algo.credit.state_dict().items(), other.credit.state_dict().values(), strict=True):
         if isinstance(a, torch.Tensor):

@@ -13,6 +13,7 @@ from accord.credit.base import CreditContext, team_reward
 from accord.credit.potential import Potential
 from accord.envs.registry import make_env
 from accord.errors import ConfigError
+from accord.train import build_learner, train_step
 
 
 def _write_module(tmp_path, monkeypatch, name: str, body: str) -> str:
@@ -70,10 +71,9 @@ def test_shaping_telescopes_to_minus_the_first_potential_of_each_episode(tmp_pat
 
 def test_the_learned_potential_is_fitted_and_checkpointed():
     cfg = _cfg("task.num_envs=8")
-    from accord.algos.ppo import PPO
 
-    algo = PPO(cfg, make_env(cfg.task))
-    out = algo.train_iteration()
+    algo, runner = build_learner(cfg, make_env(cfg.task))
+    out = train_step(algo, runner)
     assert "credit/potential_loss" in out
     state = algo.credit.state_dict()
     assert any(k.startswith("fn.") for k in state) and "_extra_state" in state

@@ -6,12 +6,12 @@ import pytest
 import torch
 from batches import random_batch
 
-from accord.algos.ppo import PPO
 from accord.config import load_config
 from accord.credit.base import masked_mean, normalize, reward_gae
 from accord.credit.shaped import Shaped, extrinsic_gradient, meta_objective, policy_sensitivity
 from accord.envs.registry import make_env
 from accord.models.actor_critic import Actor
+from accord.train import build_learner, train_step
 
 # torch's forward-mode AD scripts its decompositions on first use; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
@@ -91,9 +91,9 @@ def test_meta_gradient_matches_finite_differences_of_the_post_update_extrinsic_o
 def test_shaped_credit_trains_and_reports_intrinsic_magnitude_bounded_by_one():
     cfg = load_config(None, ["task.name=freerider", "task.num_envs=8", "credit.name=shaped"])
     env = make_env(cfg.task)
-    algo = PPO(cfg, env)
+    algo, runner = build_learner(cfg, env)
     for _ in range(2):
-        out = algo.train_iteration()
+        out = train_step(algo, runner)
     for name in env.spec.agent_names:
         assert 0.0 <= out[f"credit/intrinsic_abs/{name}"] <= 1.0
     assert {"credit/meta_objective", "credit/extrinsic_value_loss"} <= set(out)

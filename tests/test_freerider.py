@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from accord.algos.ppo import PPO
 from accord.config import load_config
 from accord.envs.registry import make_env
 from accord.envs.tasks.freerider import FarmableFreeRider, FreeRider, random_return
@@ -13,7 +12,7 @@ from accord.errors import ConfigError
 from accord.eval.contribution import contribution_report
 from accord.eval.flags import HACKING, mark_lazy
 from accord.store import list_runs, read_flags
-from accord.train import seed_everything, train
+from accord.train import build_learner, seed_everything, train, train_step
 
 FREERIDER_PPO = ["task.name=freerider", "task.num_envs=64", "ppo.rollout_len=10", "ppo.epochs=5",
                  "ppo.minibatches=2"]
@@ -86,10 +85,10 @@ def test_tinkering_pays_the_share_of_the_team_tinkering():
 def test_shared_credit_leaves_a_lazy_rider_that_the_monitor_flags():
     cfg = load_config(None, [*FREERIDER_PPO, "seed=0"])
     seed_everything(cfg.seed)
-    algo = PPO(cfg, make_env(cfg.task))
+    algo, runner = build_learner(cfg, make_env(cfg.task))
     while algo.env_steps < 60_000:
-        algo.train_iteration()
-    report = contribution_report(FreeRider(256), algo.actor, seed=7)
+        train_step(algo, runner)
+    report = contribution_report(FreeRider(256), algo.policy, seed=7)
     flags = mark_lazy(report, tolerance=0.05, success_threshold=0.5)
     assert report.success_rate > 0.8  # the workers carry the team...
     assert [f["agent"] for f in flags] == ["rider"]  # ...and the rider adds nothing measurable

@@ -25,7 +25,7 @@ from accord.envs.base import EnvSpec
 from accord.envs.registry import make_env
 from accord.envs.tasks.matrix import MatrixGame
 from accord.evaluate import evaluate_policy
-from accord.train import seed_everything
+from accord.train import build_learner, seed_everything, train_step
 
 UNIFORM = ["algorithm=q", "q.epsilon_start=1", "q.epsilon_finish=1", "model.hidden=32"]
 QTRAN = [[8.0, -12.0, -12.0], [-12.0, 0.0, 0.0], [-12.0, 0.0, 0.0]]
@@ -34,7 +34,7 @@ QTRAN_VDN_FIT = [[-6.222, -4.889, -4.889], [-4.889, -3.556, -3.556], [-4.889, -3
 
 def joint_table(learner: QLearner, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
     """Q_tot of every joint action ``[A, A]`` of a 2-agent game, at one observation [N, D] and state [S]."""
-    n_actions = learner.env.spec.n_actions
+    n_actions = learner.policy.spec.n_actions
     with torch.no_grad():
         q, _ = learner.agent({"vector": obs[None, None]}, torch.ones(1, 1, 2, n_actions, dtype=torch.bool))
         q = q[0, 0]  # [N, A]
@@ -49,10 +49,10 @@ def two_step(credit: str) -> tuple[QLearner, float, dict[str, torch.Tensor]]:
                              "q.target_interval=20", "q.lr=3e-3"])
     seed_everything(cfg.seed)
     env = make_env(cfg.task)
-    learner = QLearner(cfg, env)
+    learner, runner = build_learner(cfg, env)
     for _ in range(300):
-        learner.train_iteration()
-    greedy = evaluate_policy(env, learner.actor, 16)["return_mean"]
+        train_step(learner, runner)
+    greedy = evaluate_policy(env, learner.policy, 16)["return_mean"]
     one_hot = torch.eye(3)
     tables = {name: joint_table(learner, one_hot[i].expand(2, 3), one_hot[i])
               for i, name in enumerate(("1", "2A", "2B"))}
@@ -88,13 +88,13 @@ def qtran_learner(credit: str, updates: int) -> QLearner:
                              "q.batch_episodes=9", "q.buffer_episodes=9", "q.lr=3e-3"])
     seed_everything(cfg.seed)
     env = MatrixGame(9, payoff=QTRAN)
-    learner = QLearner(cfg, env)
+    learner, runner = build_learner(cfg, env)
     joint = torch.cartesian_prod(torch.arange(3), torch.arange(3))  # [9, N]
-    learner.buffer.add(learner.runner.current, joint, env.step(joint))
+    learner.buffer.extend(runner.builder.add(runner.current, joint, env.step(joint)))
     batch = learner.buffer.store.time_major()  # exactly the 9 episodes
     assert sorted(map(tuple, batch.actions[0].tolist())) == sorted(map(tuple, joint.tolist()))
     for _ in range(updates):
-        learner.update(batch)
+        learner.gradient_step(batch)
     return learner
 
 

@@ -13,7 +13,7 @@ from accord.config import build_config
 from accord.envs.registry import make_env
 from accord.evaluate import evaluate_run
 from accord.store import RunDir, latest_checkpoint, load_checkpoint
-from accord.train import train
+from accord.train import build_learner, train
 
 LOG_EVERY = 400  # a multiple of the 8 envs x 25 steps collected per iteration
 Q_RUN = ["algorithm=q", "credit.name=qmix", "task.name=foraging",
@@ -30,11 +30,10 @@ def _learner_state(run: Path) -> dict:
 
 
 def _epsilon(run: Path, env_steps: int) -> float:
-    from accord.algos.q import QLearner
 
     cfg = build_config(RunDir.open(run.parent, run.name).load_config())
     cfg.task.num_envs = 1
-    learner = QLearner(cfg, make_env(cfg.task))
+    learner, _ = build_learner(cfg, make_env(cfg.task))
     learner.env_steps = env_steps
     return learner.epsilon
 

@@ -18,32 +18,41 @@ from accord.envs.tasks.matrix import MatrixGame, TwoStep
 from accord.envs.tasks.spread import Spread
 from accord.errors import CheckpointError, ConfigError, EnvError
 from accord.models.q_agent import QAgent
-from accord.replay import EpisodeBuffer, episode_bytes
-from accord.train import seed_everything
+from accord.replay import EpisodeBuffer, EpisodeBuilder, episode_bytes
+from accord.runners import Runner
+from accord.train import build_learner, seed_everything, train_step
 
 Q = ["algorithm=q", "credit.name=qmix"]
 SPEC = EnvSpec(n_agents=3, obs_shapes={"vector": (4,)}, state_dim=14, action_kind="discrete", n_actions=5,
                episode_limit=6, agent_state_dim=4)
 
 
-def small_learner(*overrides: str) -> QLearner:
+def small_learner(*overrides: str) -> tuple[QLearner, Runner]:
     cfg = load_config(None, [*Q, "task.name=foraging", "task.params={grid_size: 5, n_food: 1, episode_limit: 10}",
                              "task.num_envs=4", "q.rollout_len=10", "q.batch_episodes=4", "q.buffer_episodes=64",
                              *overrides])
     seed_everything(cfg.seed)
-    return QLearner(cfg, make_env(cfg.task))
+    return build_learner(cfg, make_env(cfg.task))
 
 
 # -- replay ------------------------------------------------------------------------------------
 
+def record(builder: EpisodeBuilder, buf: EpisodeBuffer, step, actions, nxt) -> None:
+    """What a runner and a learner do between them: episodes the step finishes go to replay."""
+    done = builder.add(step, actions, nxt)
+    if done is not None:
+        buf.extend(done)
+
+
 def test_buffer_stores_whole_episodes_with_final_observation_and_padding():
     env = TwoStep(3)
-    buf = EpisodeBuffer(env.spec, capacity=4, num_envs=3, device=torch.device("cpu"))
+    buf = EpisodeBuffer(env.spec, capacity=4, device=torch.device("cpu"))
+    builder = EpisodeBuilder(env.spec, 3, torch.device("cpu"))
     step = env.reset()
     for _ in range(2):
         actions = torch.tensor([[1, 1], [0, 1], [1, 0]])
         nxt = env.step(actions)
-        buf.add(step, actions, nxt)
+        record(builder, buf, step, actions, nxt)
         step = nxt
     assert buf.size == 3 and buf.ptr == 3
     s = buf.store
@@ -56,7 +65,7 @@ def test_buffer_stores_whole_episodes_with_final_observation_and_padding():
     for _ in range(2):
         actions = torch.zeros(3, 2, dtype=torch.long)
         nxt = env.step(actions)
-        buf.add(step, actions, nxt)
+        record(builder, buf, step, actions, nxt)
         step = nxt
     assert buf.size == 4 and buf.ptr == 2 and buf.episodes == 6
     assert s.reward[0].tolist() == [0.0, 7.0]  # slot 0 now holds a 2A episode
@@ -68,14 +77,16 @@ def test_buffer_stores_whole_episodes_with_final_observation_and_padding():
 
 def test_buffer_masks_padding_of_short_episodes():
     env = MatrixGame(2, payoff=[[1.0, 0.0], [0.0, 1.0]])  # one-step episodes in a 1-step layout
-    buf = EpisodeBuffer(env.spec, capacity=8, num_envs=2, device=torch.device("cpu"))
+    buf = EpisodeBuffer(env.spec, capacity=8, device=torch.device("cpu"))
+    builder = EpisodeBuilder(env.spec, 2, torch.device("cpu"))
     step = env.reset()
     actions = torch.tensor([[0, 0], [0, 1]])
-    buf.add(step, actions, env.step(actions))
+    record(builder, buf, step, actions, env.step(actions))
     assert buf.store.length[:2].tolist() == [1, 1] and buf.store.reward[:2, 0].tolist() == [1.0, 0.0]
     spec = EnvSpec(n_agents=1, obs_shapes={"vector": (1,)}, state_dim=1, action_kind="discrete", n_actions=2,
                    episode_limit=4)
-    buf = EpisodeBuffer(spec, capacity=4, num_envs=1, device=torch.device("cpu"))
+    buf = EpisodeBuffer(spec, capacity=4, device=torch.device("cpu"))
+    builder = EpisodeBuilder(spec, 1, torch.device("cpu"))
     buf.store.length[:2] = torch.tensor([2, 4])
     buf.size = 2
     filled = buf.sample(16).filled  # [T, E]
@@ -86,13 +97,14 @@ def test_buffer_refuses_an_episode_longer_than_the_limit():
     env = MatrixGame(1, payoff=[[1.0, 0.0], [0.0, 1.0]], episode_limit=3)
     spec = EnvSpec(n_agents=2, obs_shapes={"vector": (1,)}, state_dim=1, action_kind="discrete", n_actions=2,
                    episode_limit=2)  # claims 2, plays 3
-    buf = EpisodeBuffer(spec, capacity=4, num_envs=1, device=torch.device("cpu"))
+    buf = EpisodeBuffer(spec, capacity=4, device=torch.device("cpu"))
+    builder = EpisodeBuilder(spec, 1, torch.device("cpu"))
     step = env.reset()
     actions = torch.zeros(1, 2, dtype=torch.long)
     with pytest.raises(EnvError, match="ran past the env's episode_limit"):
         for _ in range(3):
             nxt = env.step(actions)
-            buf.add(step, actions, nxt)
+            record(builder, buf, step, actions, nxt)
             step = nxt
 
 
@@ -189,7 +201,7 @@ def test_agent_acts_only_on_available_actions_greedy_or_exploring():
 
 
 def test_epsilon_is_linear_in_env_steps():
-    learner = small_learner("q.epsilon_start=1.0", "q.epsilon_finish=0.1", "q.epsilon_anneal_steps=1000")
+    learner, _ = small_learner("q.epsilon_start=1.0", "q.epsilon_finish=0.1", "q.epsilon_anneal_steps=1000")
     for steps, eps in ((0, 1.0), (500, 0.55), (1000, 0.1), (5000, 0.1)):
         learner.env_steps = steps
         assert learner.epsilon == pytest.approx(eps)
@@ -219,19 +231,19 @@ class _NoStateEnv:
 def test_state_mixers_refuse_an_env_without_state(credit):
     cfg = load_config(None, ["algorithm=q", f"credit.name={credit}"])
     with pytest.raises(ConfigError, match=f"credit '{credit}' conditions its mixing on the global state"):
-        QLearner(cfg, _NoStateEnv())
+        QLearner(cfg, _NoStateEnv().spec, torch.device("cpu"))
 
 
 def test_qatten_refuses_a_state_without_per_agent_slices():
     cfg = load_config(None, ["algorithm=q", "credit.name=qatten"])
     with pytest.raises(ConfigError, match="no per-agent state slice .*agent_state_dim=0"):
-        QLearner(cfg, TwoStep(2))
+        QLearner(cfg, TwoStep(2).spec, torch.device("cpu"))
 
 
 def test_continuous_actions_are_refused():
     cfg = load_config(None, [*Q, "task.params.continuous=true"])
     with pytest.raises(ConfigError, match="need discrete actions"):
-        QLearner(cfg, make_env(cfg.task))
+        build_learner(cfg, make_env(cfg.task))
 
 
 # -- checkpoint state ---------------------------------------------------------------------------
@@ -244,11 +256,11 @@ def _roundtrip(state: dict) -> dict:
 
 
 def test_state_dict_restores_networks_optimizer_counters_and_replay():
-    a = small_learner()
+    a, runner = small_learner()
     for _ in range(6):
-        a.train_iteration()
+        train_step(a, runner)
     assert a.updates > 0 and a.buffer.size > 4
-    b = small_learner()
+    b, _ = small_learner()
     b.load_state_dict(_roundtrip(a.state_dict()))
     assert (b.env_steps, b.updates, b.epsilon) == (a.env_steps, a.updates, a.epsilon)
     assert (b.buffer.size, b.buffer.ptr, b.buffer.episodes) == (a.buffer.size, a.buffer.ptr, a.buffer.episodes)
@@ -261,23 +273,23 @@ def test_state_dict_restores_networks_optimizer_counters_and_replay():
     assert b.opt.state_dict()["state"][0]["step"] == a.opt.state_dict()["state"][0]["step"]
     # The next update is identical: same sampled episodes, same step.
     torch.manual_seed(5)
-    ma = a.update(a.buffer.sample(4))
+    ma = a.gradient_step(a.buffer.sample(4))
     torch.manual_seed(5)
-    mb = b.update(b.buffer.sample(4))
+    mb = b.gradient_step(b.buffer.sample(4))
     assert ma == mb
 
 
 def test_buffer_can_stay_out_of_checkpoints_and_capacity_must_match():
-    a = small_learner("q.checkpoint_buffer=false")
-    a.train_iteration()
+    a, runner = small_learner("q.checkpoint_buffer=false")
+    train_step(a, runner)
     state = a.state_dict()
     assert state["buffer"] is None
-    b = small_learner()
+    b, _ = small_learner()
     b.load_state_dict(state)
     assert b.buffer.size == 0 and b.env_steps == a.env_steps
-    full = small_learner().state_dict()
+    full = small_learner()[0].state_dict()
     with pytest.raises(CheckpointError, match="resume with q.buffer_episodes=64"):
-        small_learner("q.buffer_episodes=32").load_state_dict(full)
+        small_learner("q.buffer_episodes=32")[0].load_state_dict(full)
 
 
 # -- every combination runs -----------------------------------------------------------------------
@@ -285,10 +297,10 @@ def test_buffer_can_stay_out_of_checkpoints_and_capacity_must_match():
 @pytest.mark.parametrize("recurrent", [False, True], ids=["mlp", "gru"])
 @pytest.mark.parametrize("credit", ["iql", "vdn", "qmix", "qatten"])
 def test_every_mixer_and_agent_kind_trains(credit, recurrent):
-    learner = small_learner(f"credit.name={credit}", f"model.recurrent={recurrent}", "q.td_lambda=0.5",
+    learner, runner = small_learner(f"credit.name={credit}", f"model.recurrent={recurrent}", "q.td_lambda=0.5",
                             "q.double_q=false", "q.standardize_rewards=true")
     for _ in range(3):
-        metrics = learner.train_iteration()
+        metrics = train_step(learner, runner)
     assert learner.updates >= 1 and all(math.isfinite(v) for v in metrics.values())
     assert metrics["buffer_episodes"] == learner.buffer.size > 0
 

@@ -19,11 +19,11 @@ from torch import Tensor, nn
 from accord.config import Config
 from accord.credit import CREDIT
 from accord.credit.base import CreditContext, CreditModule, masked_mean, normalize
-from accord.envs.base import Step, VecEnv
-from accord.models.actor_critic import Actor, Critic
+from accord.envs.base import EnvSpec
+from accord.models.actor_critic import Critic
 from accord.models.value_norm import ValueNorm
+from accord.policy import Policy
 from accord.rollout import Rollout
-from accord.runners.sync import SyncRunner
 
 
 def clipped_surrogate(logp: Tensor, logp_old: Tensor, adv: Tensor, clip: float, mask: Tensor) -> Tensor:
@@ -49,62 +49,69 @@ def value_loss(v: Tensor, v_old: Tensor, target: Tensor, clip: float | None, hub
 
 
 class PPO:
-    """Owns actor, critic, value normalizer, optimizers and the runner that feeds them."""
+    """Owns the actor (shared with its :class:`~accord.policy.Policy`), critic, value normalizer and
+    optimizers. It never sees the env: the loop collects with ``self.policy`` and calls :meth:`update`."""
 
-    def __init__(self, cfg: Config, env: VecEnv) -> None:
-        self.cfg, self.env = cfg, env
-        spec, device = env.spec, env.device
+    collects = "rollout"  # what the loop's runner must hand to update(): a Rollout [T, B, N, ...]
+
+    def __init__(self, cfg: Config, spec: EnvSpec, device: torch.device) -> None:
+        self.cfg = cfg
         centralized = cfg.centralized_critic
         if centralized and spec.state_dim == 0:
             from accord.errors import ConfigError
 
             raise ConfigError(f"task '{cfg.task.name}' has no global state for a centralized critic; "
                               "use architecture=decentralized or ppo.critic=local")
-        self.actor = Actor(spec, cfg.model, cfg.ppo.log_std_init).to(device)
+        self.policy = Policy.build(spec, cfg.model, log_std_init=cfg.ppo.log_std_init, device=device)
+        self.actor = self.policy.actor
         self.critic = Critic(spec, cfg.model, centralized).to(device)
         self.value_norm = ValueNorm().to(device) if cfg.ppo.value_norm else None
         # Fused Adam: one kernel per step instead of a dozen small ops per parameter (~20% of an update).
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.ppo.lr, eps=1e-5, fused=True)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.ppo.critic_lr, eps=1e-5, fused=True)
         self.credit: CreditModule = CREDIT[cfg.credit.name].fn(cfg, spec).to(device)
-        h = cfg.model.hidden
-        shape = (env.num_envs, spec.n_agents, h)
-        self._h_actor = torch.zeros(shape, device=device) if cfg.model.recurrent else None
-        self._h_critic = torch.zeros(shape, device=device) if cfg.model.recurrent else None
-        self.runner = SyncRunner(env, self, cfg.ppo.rollout_len, cfg.seed)
+        self.rollout_len = cfg.ppo.rollout_len
+        self._h_critic: Tensor | None = None  # the critic's recurrent state where the last batch stopped
         self.env_steps = 0
         self.updates = 0
-
-    # -- acting (RolloutPolicy) ---------------------------------------------------------------
-    def act(self, step: Step, starts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        obs = {m: x.unsqueeze(0) for m, x in step.obs.items()}  # [1, B, N, ...]
-        params, self._h_actor = self.actor(obs, step.avail_actions.unsqueeze(0), self._h_actor, starts[None])
-        act, logp = self.actor.sample(params[0])
-        value, self._h_critic = self.critic(obs, step.state.unsqueeze(0), self._h_critic, starts[None])
-        return act, logp, value[0]
-
-    def value(self, obs: dict[str, Tensor], state: Tensor, starts: Tensor) -> Tensor:
-        obs = {m: x.unsqueeze(0) for m, x in obs.items()}
-        v, _ = self.critic(obs, state.unsqueeze(0), self._h_critic, starts[None])
-        return v[0]
-
-    def hidden(self) -> tuple[Tensor | None, Tensor | None]:
-        return (None if self._h_actor is None else self._h_actor.clone(),
-                None if self._h_critic is None else self._h_critic.clone())
 
     def denormalize(self, v: Tensor) -> Tensor:
         return v if self.value_norm is None else self.value_norm.denormalize(v)
 
     # -- learning -----------------------------------------------------------------------------
-    def train_iteration(self) -> dict[str, float]:
-        batch = self.runner.collect()
-        self.env_steps += batch.reward.numel()
-        metrics = self.update(batch)
-        self.updates += 1
-        return metrics
+    @torch.no_grad()
+    def evaluate_critic(self, batch: Rollout) -> None:
+        """Fill the batch's ``values``, ``last_values``, ``final_values`` and ``h_critic``: one critic
+        pass over the T + 1 observations, one more over the final observations of truncated episodes."""
+        t_len, b = batch.reward.shape
+        if self.cfg.model.recurrent and (self._h_critic is None or self._h_critic.shape[0] != b):
+            self._h_critic = batch.avail.new_zeros(b, *batch.agent_mask.shape[2:], self.cfg.model.hidden,
+                                                   dtype=torch.float32)
+        batch.h_critic = self._h_critic
+        obs = {m: torch.cat([x, batch.last_obs[m][None]]) for m, x in batch.obs.items()}
+        state = torch.cat([batch.state, batch.last_state[None]])
+        starts = torch.cat([batch.starts, batch.last_starts[None]])
+        v, hs = self.critic(obs, state, self._h_critic, starts, every_hidden=True)  # [T+1, B, N]
+        batch.values, batch.last_values = v[:t_len], v[t_len]
+        if hs is not None:
+            self._h_critic = hs[t_len - 1]  # after the last step taken; the next batch starts there
+        if not bool(batch.truncated.any()):
+            batch.final_values = torch.zeros_like(batch.values)
+            return
+        if hs is None:
+            final, _ = self.critic(batch.final_obs, batch.next_state)
+        else:  # one recurrent step from the state after each step t, all T steps as one batch
+            flat = {m: x.flatten(0, 1)[None] for m, x in batch.final_obs.items()}  # [1, T*B, N, ...]
+            final, _ = self.critic(flat, batch.next_state.flatten(0, 1)[None], hs[:t_len].flatten(0, 1),
+                                   torch.zeros(1, t_len * b, dtype=torch.bool, device=v.device))
+            final = final.view(t_len, b, -1)
+        batch.final_values = final * batch.truncated[..., None]
 
     def update(self, batch: Rollout) -> dict[str, float]:
+        """One PPO update on a collected batch; the policy acts with the new weights right after."""
         p = self.cfg.ppo
+        self.env_steps += batch.reward.numel()
+        self.evaluate_critic(batch)
         mask = batch.agent_mask.float()  # [T, B, N]; dead agents leave every loss
 
         # Targets: de-normalized values, bootstrap from the next state (final obs when truncated).
@@ -153,6 +160,7 @@ class PPO:
         out.update(self.credit.stats())
         var_ret = returns[batch.agent_mask].var()
         out["explained_variance"] = float(1 - (returns - values)[batch.agent_mask].var() / var_ret.clamp_min(1e-8))
+        self.updates += 1
         return out
 
     def _step(self, loss: Tensor) -> tuple[Tensor, Tensor]:
@@ -173,7 +181,7 @@ class PPO:
             "value_norm": None if self.value_norm is None else self.value_norm.state_dict(),
             "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
             "credit": self.credit.state_dict(),
-            "env_steps": self.env_steps, "updates": self.updates, "episodes": self.runner.stats.episodes,
+            "env_steps": self.env_steps, "updates": self.updates,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -185,4 +193,3 @@ class PPO:
         self.critic_opt.load_state_dict(state["critic_opt"])
         self.credit.load_state_dict(state["credit"])
         self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
-        self.runner.stats.episodes = int(state["episodes"])

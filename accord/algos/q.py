@@ -21,11 +21,10 @@ from torch import Tensor, nn
 from accord.config import Config
 from accord.credit import CREDIT
 from accord.credit.gae import backward_scan
-from accord.envs.base import Step, VecEnv
-from accord.models.q_agent import QAgent
+from accord.envs.base import EnvSpec
 from accord.models.value_norm import ValueNorm
-from accord.replay import EpisodeBatch, EpisodeBuffer
-from accord.runners.episode import EpisodeRunner
+from accord.policy import Policy
+from accord.replay import EpisodeBatch, EpisodeBuffer, EpisodeChunk
 
 logger = logging.getLogger(__name__)
 
@@ -64,31 +63,28 @@ def td_loss(q_tot: Tensor, target: Tensor, mask: Tensor) -> Tensor:
 
 
 class QLearner:
-    """Owns agent and mixer (online and target), optimizer, replay buffer and the runner that feeds it."""
+    """Owns agents (shared with its :class:`~accord.policy.Policy`) and mixer, online and target,
+    the optimizer and the replay buffer. It never sees the env: the loop collects episodes with
+    ``self.policy`` and hands them to :meth:`update`."""
 
-    def __init__(self, cfg: Config, env: VecEnv) -> None:
-        self.cfg, self.env = cfg, env
-        spec, device, q = env.spec, env.device, cfg.q
-        self.agent = QAgent(spec, cfg.model).to(device)  # refuses continuous actions
+    collects = "episodes"  # what the loop's runner must hand to update(): an EpisodeChunk
+
+    def __init__(self, cfg: Config, spec: EnvSpec, device: torch.device) -> None:
+        self.cfg, q = cfg, cfg.q
+        self.policy = Policy.build(spec, cfg.model, value_based=True, device=device)  # refuses continuous actions
+        self.agent = self.policy.actor
         self.mixer = CREDIT[cfg.credit.name].fn(cfg, spec).to(device)  # refuses a missing state
         self.target_agent = copy.deepcopy(self.agent).requires_grad_(False)
         self.target_mixer = copy.deepcopy(self.mixer).requires_grad_(False)
         self.params = [*self.agent.parameters(), *self.mixer.parameters()]
         # The fused kernel is ~4x faster than the default on CPU for small networks.
-        self.opt = torch.optim.Adam(self.params, lr=q.lr, fused=device.type in ("cpu", "cuda"))
+        self.opt = torch.optim.Adam(self.params, lr=q.lr, fused=torch.device(device).type in ("cpu", "cuda"))
         self.reward_norm = ValueNorm().to(device) if q.standardize_rewards else None
-        self.buffer = EpisodeBuffer(spec, q.buffer_episodes, env.num_envs, device)
-        self._h = torch.zeros(env.num_envs, spec.n_agents, cfg.model.hidden, device=device) \
-            if cfg.model.recurrent else None
-        self.runner = EpisodeRunner(env, self, self.buffer, q.rollout_len, cfg.seed)
+        self.buffer = EpisodeBuffer(spec, q.buffer_episodes, device)
+        self.rollout_len = q.rollout_len
         self.env_steps = 0
         self.updates = 0
-        self.agent.epsilon = self.epsilon
-
-    @property
-    def actor(self) -> QAgent:
-        """The acting module :mod:`accord.evaluate` plays (greedy over Q, or epsilon-greedy)."""
-        return self.agent
+        self.policy.epsilon = self.epsilon
 
     @property
     def epsilon(self) -> float:
@@ -97,25 +93,23 @@ class QLearner:
         frac = min(1.0, self.env_steps / q.epsilon_anneal_steps) if q.epsilon_anneal_steps else 1.0
         return q.epsilon_start + frac * (q.epsilon_finish - q.epsilon_start)
 
-    # -- acting (runners.episode.ActingPolicy) ------------------------------------------------
-    def act(self, step: Step, starts: Tensor) -> Tensor:
-        obs = {m: x.unsqueeze(0) for m, x in step.obs.items()}  # [1, B, N, ...]
-        q, self._h = self.agent(obs, step.avail_actions.unsqueeze(0), self._h, starts[None])
-        return self.agent.sample(q[0])[0]  # [B, N]
-
     # -- learning -----------------------------------------------------------------------------
-    def train_iteration(self) -> dict[str, float]:
+    def update(self, chunk: EpisodeChunk) -> dict[str, float]:
+        """Store the collected episodes, take ``q.updates`` gradient steps, publish the next epsilon."""
         q = self.cfg.q
-        self.agent.epsilon = self.epsilon
-        self.env_steps += self.runner.collect()
+        acted_with = self.policy.epsilon
+        self.env_steps += chunk.env_steps
+        if chunk.episodes is not None:
+            self.buffer.extend(chunk.episodes)
         out: dict[str, float] = {}
         if self.buffer.size >= q.batch_episodes:
-            logs = [self.update(self.buffer.sample(q.batch_episodes)) for _ in range(q.updates)]
+            logs = [self.gradient_step(self.buffer.sample(q.batch_episodes)) for _ in range(q.updates)]
             out = {k: sum(log[k] for log in logs) / len(logs) for k in logs[0]}
-        return {**out, "epsilon": self.agent.epsilon, "buffer_episodes": float(self.buffer.size),
+        self.policy.epsilon = self.epsilon
+        return {**out, "epsilon": acted_with, "buffer_episodes": float(self.buffer.size),
                 "buffer_mib": self.buffer.used_bytes / 2**20}
 
-    def update(self, batch: EpisodeBatch) -> dict[str, float]:
+    def gradient_step(self, batch: EpisodeBatch) -> dict[str, float]:
         """One gradient step on time-major episodes: obs [T+1, E, N, ...], actions/reward [T, E, ...]."""
         p = self.cfg.q
         filled = batch.filled  # [T, E]
@@ -123,7 +117,7 @@ class QLearner:
         alive = batch.alive.float()  # [T+1, E, N]
         starts = torch.zeros(n_steps + 1, n_eps, dtype=torch.bool, device=filled.device)  # [T+1, E]
         starts[0] = True
-        h0 = None if self._h is None else self._h.new_zeros(n_eps, *self._h.shape[1:])  # [E, N, H]
+        h0 = self.policy.initial_state(n_eps)  # [E, N, H]
 
         # Agent utilities Q_a(tau^a, .) at every step, one pass for all agents; online and target nets.
         q_all, _ = self.agent(batch.obs, batch.avail, h0, starts)  # [T+1, E, N, A]
@@ -197,8 +191,7 @@ class QLearner:
             "mixer": self.mixer.state_dict(), "target_mixer": self.target_mixer.state_dict(),
             "opt": self.opt.state_dict(),
             "reward_norm": None if self.reward_norm is None else self.reward_norm.state_dict(),
-            "env_steps": self.env_steps, "updates": self.updates, "episodes": self.runner.stats.episodes,
-            "buffer": buffer,
+            "env_steps": self.env_steps, "updates": self.updates, "buffer": buffer,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -210,7 +203,6 @@ class QLearner:
         if self.reward_norm is not None:
             self.reward_norm.load_state_dict(state["reward_norm"])
         self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
-        self.runner.stats.episodes = int(state["episodes"])
         if state["buffer"] is not None:
             self.buffer.load_state_dict(state["buffer"])
-        self.agent.epsilon = self.epsilon
+        self.policy.epsilon = self.epsilon

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 ActionKind = Literal["discrete", "continuous"]
+OBS_DTYPES = {"vector": torch.float32, "image": torch.uint8, "text": torch.int64}  # per modality
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from accord.envs.base import EnvSpec, Step, VecEnv
+from accord.envs.base import OBS_DTYPES, EnvSpec, Step, VecEnv
 from accord.errors import EnvError
 
-_OBS_DTYPES = {"vector": torch.float32, "image": torch.uint8, "text": torch.int64}
 _LAYOUT_HINT = "see the layout in accord/envs/base.py"
 
 
@@ -81,7 +80,7 @@ class GuardedVecEnv:
                     field,
                     obs.get(m),
                     (b, n, *shape),
-                    _OBS_DTYPES.get(m, torch.float32),
+                    OBS_DTYPES.get(m, torch.float32),
                     "[B, N, " + ", ".join(map(str, shape)) + "]",
                 )
                 if obs[m].is_floating_point():

@@ -32,16 +32,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from accord.algos import ALGORITHMS
 from accord.config import build_config
 from accord.envs.base import VecEnv
 from accord.envs.registry import make_env
-from accord.errors import CheckpointError, ConfigError
+from accord.errors import ConfigError
 from accord.eval.flags import mark_lazy
 from accord.eval.stats import bootstrap_ci, mean_ci_t
 from accord.evaluate import random_actions
-from accord.models.actor_critic import Actor
-from accord.store import RunDir, checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint
+from accord.policy import Policy
+from accord.store import RunDir, load_checkpoint, resolve_checkpoint
 
 EXACT_MAX_AGENTS = 6
 Value = Callable[[int], Tensor]  # coalition bitmask -> per-episode team returns [E]
@@ -77,9 +76,8 @@ class ContributionReport:
 
 
 @torch.no_grad()
-def coalition_returns(env: VecEnv, actor: Actor, present: Tensor, seed: int, replacement: str = "noop",
-                      noop_action: int = 0, hidden: int = 0, deterministic: bool = False
-                      ) -> tuple[Tensor, Tensor | None]:
+def coalition_returns(env: VecEnv, policy: Policy, present: Tensor, seed: int, replacement: str = "noop",
+                      noop_action: int = 0, deterministic: bool = False) -> tuple[Tensor, Tensor | None]:
     """Team return ``[E]`` (and success ``[E]``, if reported) of the first episode of each env.
 
     Agents with ``present[i]`` False play the stand-in. Env and policy random numbers depend only on
@@ -92,7 +90,7 @@ def coalition_returns(env: VecEnv, actor: Actor, present: Tensor, seed: int, rep
         gen = torch.Generator(device=dev).manual_seed(seed + 1)
         step = env.reset(seed=seed)
         starts = torch.ones(b, dtype=torch.bool, device=dev)
-        h = torch.zeros(b, spec.n_agents, hidden, device=dev) if hidden else None
+        h = policy.initial_state(b)
         ret = torch.zeros(b, device=dev)
         success = torch.full((b,), float("nan"), device=dev)
         running = torch.ones(b, dtype=torch.bool, device=dev)
@@ -100,12 +98,9 @@ def coalition_returns(env: VecEnv, actor: Actor, present: Tensor, seed: int, rep
         if spec.action_kind == "continuous":
             keep = keep.unsqueeze(-1)  # [1, N, 1]
         while bool(running.any()):
-            obs = {m: x.unsqueeze(0) for m, x in step.obs.items()}
-            params, h = actor(obs, step.avail_actions.unsqueeze(0), h, starts[None])
-            act, _ = actor.sample(params[0], deterministic=deterministic)
-            if spec.action_kind == "continuous":
-                act = act.clamp(spec.action_low, spec.action_high)
-            act = torch.where(keep, act, _stand_in(env, step.avail_actions, gen, replacement, noop_action))
+            act, _, h = policy.step(step.obs, step.avail_actions, h, starts, deterministic)
+            act = torch.where(keep, policy.clamp_actions(act),
+                              _stand_in(env, step.avail_actions, gen, replacement, noop_action))
             step = env.step(act)
             ret += step.reward * running
             ended = step.done & running
@@ -149,8 +144,8 @@ def sampled_shapley(value: Value, n: int, permutations: int, gen: torch.Generato
     return torch.stack(rows)
 
 
-def contribution_report(env: VecEnv, actor: Actor, *, seed: int = 12345, replacement: str = "noop",
-                        noop_action: int = 0, hidden: int = 0, deterministic: bool = False,
+def contribution_report(env: VecEnv, policy: Policy, *, seed: int = 12345, replacement: str = "noop",
+                        noop_action: int = 0, deterministic: bool = False,
                         permutations: int = 64) -> ContributionReport:
     """Ablation and Shapley values of every agent over one episode per env of ``env`` (E = num_envs)."""
     spec = env.spec
@@ -164,8 +159,7 @@ def contribution_report(env: VecEnv, actor: Actor, *, seed: int = 12345, replace
     def value(mask: int) -> Tensor:
         if mask not in cache:
             present = torch.tensor([bool(mask >> i & 1) for i in range(n)])
-            ret, success = coalition_returns(env, actor, present, seed, replacement, noop_action, hidden,
-                                             deterministic)
+            ret, success = coalition_returns(env, policy, present, seed, replacement, noop_action, deterministic)
             cache[mask] = ret.double().cpu()
             if mask == (1 << n) - 1:
                 team_success[0] = None if success is None else success.cpu()
@@ -214,35 +208,19 @@ def report_run(run: str | Path, root: str | Path = "runs", checkpoint: str | Pat
     run_dir = RunDir.open(root, run)
     cfg = build_config(run_dir.load_config())
     mon = cfg.credit.monitor
-    ckpt_path = _checkpoint(run_dir, checkpoint) if checkpoint is not None else latest_checkpoint(
-        run_dir.checkpoints_dir)
-    if ckpt_path is None:
-        raise CheckpointError(f"run {run_dir.name} has no usable checkpoint in {run_dir.checkpoints_dir}")
+    ckpt_path = resolve_checkpoint(run_dir.path, checkpoint)
+    payload = load_checkpoint(ckpt_path)
+    policy = Policy.from_checkpoint(payload, str(ckpt_path), cfg.train.device)
     cfg.task.num_envs = episodes or mon.contribution_episodes or 128
     env = make_env(cfg.task, cfg.runner.kind, cfg.runner.workers, cfg.train.device)
     try:
-        algo = ALGORITHMS[cfg.algorithm](cfg, env)
-        state = load_checkpoint(ckpt_path)["algo"]
-        algo.load_state_dict(state)
         report = contribution_report(
-            env, algo.actor, seed=seed, replacement=replacement or mon.replacement, noop_action=mon.noop_action,
-            hidden=cfg.model.hidden if cfg.model.recurrent else 0,
+            env, policy, seed=seed, replacement=replacement or mon.replacement, noop_action=mon.noop_action,
             deterministic=mon.deterministic if deterministic is None else deterministic,
             permutations=mon.shapley_permutations)
     finally:
         env.close()
-    report.source = {"run": run_dir.name, "checkpoint": ckpt_path.name, "env_steps": int(state["env_steps"])}
+    report.source = {"run": run_dir.name, "checkpoint": ckpt_path.name, "env_steps": int(payload["algo"]["env_steps"])}
     report.flags = mark_lazy(report, mon.lazy_tolerance, mon.success_threshold)
     return report
 
-
-def _checkpoint(run_dir: RunDir, checkpoint: str | Path) -> Path:
-    """A checkpoint given as a path, a file name in the run, or an env-step count."""
-    text = str(checkpoint)
-    for path in (Path(text), run_dir.checkpoints_dir / text):
-        if path.is_file():
-            return path
-    if text.isdigit() and checkpoint_path(run_dir.checkpoints_dir, int(text)).is_file():
-        return checkpoint_path(run_dir.checkpoints_dir, int(text))
-    found = ", ".join(p.name for p in list_checkpoints(run_dir.checkpoints_dir)) or "none"
-    raise CheckpointError(f"no checkpoint '{text}' in run {run_dir.name}; available: {found}")

@@ -34,10 +34,15 @@ class _Body(nn.Module):
         self.gru = MaskedGRU(cfg.hidden, cfg.hidden) if cfg.recurrent else None
         self.hidden = cfg.hidden
 
-    def forward(self, x: Tensor, h: Tensor | None, starts: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    def forward(self, x: Tensor, h: Tensor | None, starts: Tensor | None,
+                agent: int | None = None) -> tuple[Tensor, Tensor | None]:
+        """``agent=i``: ``x`` is ``[T, B, 1, F]``, agent i's own input (see ``AgentLinear``)."""
         if self.agent_id:
-            x = torch.cat([x, self.ids.expand(*x.shape[:-1], -1)], dim=-1)  # [T, B, N, F + N]
-        x = self.mlp(self.norm(x))
+            ids = self.ids if agent is None else self.ids[agent:agent + 1]
+            x = torch.cat([x, ids.expand(*x.shape[:-1], -1)], dim=-1)  # [T, B, N, F + N]
+        x = self.norm(x)
+        for layer in self.mlp:
+            x = layer(x, agent) if isinstance(layer, AgentLinear) else layer(x)
         if self.gru is None:
             return x, None
         return self.gru(x, h, starts[..., None].expand(x.shape[:-1]))  # starts [T, B] -> [T, B, N]
@@ -56,10 +61,13 @@ class Actor(nn.Module):
             self.log_std = nn.Parameter(torch.full((spec.n_actions,), log_std_init))
 
     def forward(self, obs: dict[str, Tensor], avail: Tensor, h: Tensor | None = None,
-                starts: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """Returns distribution parameters (masked logits, or the Gaussian mean) ``[T, B, N, A]``."""
-        x, h = self.body(self.encoder(obs), h, starts)
-        out = self.head(x)
+                starts: Tensor | None = None, agent: int | None = None) -> tuple[Tensor, Tensor | None]:
+        """Returns distribution parameters (masked logits, or the Gaussian mean) ``[T, B, N, A]``.
+
+        ``agent=i`` runs agent i alone on its own inputs ``[T, B, 1, ...]`` (decentralized execution).
+        """
+        x, h = self.body(self.encoder(obs), h, starts, agent)
+        out = self.head(x, agent)
         if self.discrete:
             out = out.masked_fill(~avail, -1e9)
         return out, h
@@ -102,11 +110,12 @@ class Critic(nn.Module):
         self.head = AgentLinear(cfg.hidden, 1, spec.n_agents, cfg.share_params, gain=1.0)
 
     def forward(self, obs: dict[str, Tensor], state: Tensor, h: Tensor | None = None,
-                starts: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """Values ``[T, B, N]`` (normalized scale when value normalization is on)."""
+                starts: Tensor | None = None, every_hidden: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Values ``[T, B, N]`` (normalized scale when value normalization is on) and the recurrent state
+        after the last step, or after every step ``[T, B, N, H]`` with ``every_hidden``."""
         if self.centralized:
             x = state.unsqueeze(-2).expand(*state.shape[:-1], self.n_agents, -1)  # [T, B, N, S]
         else:
             x = self.encoder(obs)
         x, h = self.body(x, h, starts)
-        return self.head(x).squeeze(-1), h
+        return self.head(x).squeeze(-1), (x if every_hidden and h is not None else h)

@@ -30,10 +30,12 @@ class AgentLinear(nn.Module):
             self.weight = nn.Parameter(w.transpose(1, 2).contiguous())  # [N, in, out]
             self.bias = nn.Parameter(torch.zeros(n_agents, n_out))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, agent: int | None = None) -> Tensor:
+        """``agent=i``: inputs ``[..., 1, in]`` are agent i's alone (decentralized execution, export)."""
         if self.shared:
             return self.linear(x)
-        return torch.einsum("...ni,nio->...no", x, self.weight) + self.bias  # [..., N, out]
+        w, b = (self.weight, self.bias) if agent is None else (self.weight[agent:agent + 1], self.bias[agent:agent + 1])
+        return torch.einsum("...ni,nio->...no", x, w) + b  # [..., N, out]
 
 
 def mlp(n_in: int, hidden: int, layers: int, n_agents: int, shared: bool, activation: str) -> nn.Sequential:

@@ -1,1 +1,48 @@
-"""Runners: ways of driving envs and learners (in-process, worker processes, ...)."""
+"""Runners: step envs with a :class:`~accord.policy.Policy` and hand batches to a learner.
+
+The seam between collection and learning is one call: ``learner.update(runner.collect())``. What a
+runner collects follows the learner's ``collects``: a ``Rollout`` (on-policy) or an ``EpisodeChunk``
+(finished episodes, off-policy).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from accord.envs.base import VecEnv
+from accord.policy import Policy
+from accord.runners.sync import EpisodeStats
+
+
+class Runner(Protocol):
+    stats: EpisodeStats
+
+    def collect(self) -> Any:
+        """Step the envs with the current policy; the batch the learner's ``update`` takes."""
+        ...
+
+
+class Learner(Protocol):
+    """What the training loop needs from an algorithm (see ``accord/algos``)."""
+
+    collects: str  # "rollout" | "episodes"
+    policy: Policy  # the acting half; in-process runners share its modules
+    rollout_len: int
+    env_steps: int
+
+    def update(self, batch: Any) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def make_runner(env: VecEnv, learner: Learner, seed: int) -> Runner:
+    """The in-process runner that feeds ``learner`` what its ``update`` takes."""
+    if learner.collects == "episodes":
+        from accord.runners.episode import EpisodeRunner
+
+        return EpisodeRunner(env, learner.policy, learner.rollout_len, seed)
+    from accord.runners.sync import SyncRunner
+
+    return SyncRunner(env, learner.policy, learner.rollout_len, seed)

@@ -1,4 +1,4 @@
-"""In-process rollout collection: step a VecEnv with a policy, fill a preallocated Rollout.
+"""In-process rollout collection: step a VecEnv with a :class:`~accord.policy.Policy`, fill a Rollout.
 
 The same runner drives built-in vectorized tasks and PettingZoo envs (in this process or in
 subprocess workers, see :mod:`accord.runners.subproc`): the env hides where it runs.
@@ -7,27 +7,12 @@ subprocess workers, see :mod:`accord.runners.subproc`): the env hides where it r
 from __future__ import annotations
 
 from collections import deque
-from typing import Protocol
 
 import torch
-from torch import Tensor
 
 from accord.envs.base import Step, VecEnv
+from accord.policy import Policy
 from accord.rollout import Rollout
-
-
-class RolloutPolicy(Protocol):
-    """What a runner needs from a policy; recurrent state lives in the policy."""
-
-    def act(self, step: Step, starts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """-> actions, log pi(u|o) [B, N], values [B, N]."""
-        ...
-
-    def value(self, obs: dict[str, Tensor], state: Tensor, starts: Tensor) -> Tensor:
-        """Values [B, N] of observations following the current recurrent state (reset at starts)."""
-        ...
-
-    def hidden(self) -> tuple[Tensor | None, Tensor | None]: ...
 
 
 class EpisodeStats:
@@ -65,36 +50,45 @@ class EpisodeStats:
 
 
 class SyncRunner:
-    def __init__(self, env: VecEnv, policy: RolloutPolicy, rollout_len: int, seed: int) -> None:
+    """Steps ``env`` with ``policy`` (sampling) for ``rollout_len`` steps per :meth:`collect`.
+
+    The runner owns the episode bookkeeping and the policy's recurrent state; the learner sees only
+    the finished batch. Values are not computed here: the learner evaluates its critic on the whole
+    batch in one pass.
+    """
+
+    def __init__(self, env: VecEnv, policy: Policy, rollout_len: int, seed: int) -> None:
         self.env, self.policy, self.t_len = env, policy, rollout_len
         self.batch = Rollout.allocate(env.spec, rollout_len, env.num_envs, env.device)
         self.current = env.reset(seed=seed)
         self.starts = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)
+        self.h = policy.initial_state(env.num_envs)
         self.stats = EpisodeStats(env.num_envs, env.device)
 
     @torch.no_grad()
     def collect(self) -> Rollout:
         """T steps of every env into the preallocated batch (overwritten by the next call)."""
         b = self.batch
-        b.h_actor, b.h_critic = self.policy.hidden()
+        b.h_actor = None if self.h is None else self.h.clone()
         for t in range(self.t_len):
             s = self.current
             for m, x in s.obs.items():
                 b.obs[m][t] = x
             b.state[t], b.avail[t], b.agent_mask[t], b.starts[t] = s.state, s.avail_actions, s.agent_mask, self.starts
-            b.actions[t], b.logp[t], b.values[t] = self.policy.act(s, self.starts)
+            b.actions[t], b.logp[t], self.h = self.policy.step(s.obs, s.avail_actions, self.h, self.starts)
             nxt = self.env.step(b.actions[t])
             b.reward[t], b.agent_reward[t] = nxt.reward, nxt.agent_reward
             b.terminated[t], b.truncated[t] = nxt.terminated, nxt.truncated
             final = nxt.with_final()
             b.next_state[t] = final.final_state
-            if bool(nxt.truncated.any()):
-                v = self.policy.value(final.final_obs, final.final_state, torch.zeros_like(self.starts))
-                b.final_values[t] = v * nxt.truncated.unsqueeze(-1)
-            else:
-                b.final_values[t] = 0.0
+            for m, x in final.final_obs.items():
+                b.final_obs[m][t] = x
             self.stats.add(nxt)
             self.starts = nxt.done
             self.current = nxt
-        b.last_values = self.policy.value(self.current.obs, self.current.state, self.starts)
+        s = self.current
+        for m, x in s.obs.items():
+            b.last_obs[m].copy_(x)
+        b.last_state.copy_(s.state)
+        b.last_starts.copy_(self.starts)
         return b

@@ -20,7 +20,7 @@ from accord.store.checkpoint import (
 from accord.store.flags import FLAGS_FILE, append_flags, read_flags
 from accord.store.index import STATUSES, RunIndex
 from accord.store.metrics import RETURN_KEY, MetricsLog
-from accord.store.run import RunDir, list_runs
+from accord.store.run import RunDir, list_runs, resolve_checkpoint
 
 __all__ = [
     "FLAGS_FILE",
@@ -39,6 +39,7 @@ __all__ = [
     "load_checkpoint",
     "prune_checkpoints",
     "read_flags",
+    "resolve_checkpoint",
     "rng_state",
     "save_checkpoint",
     "set_rng_state",

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from accord.errors import RunStoreError
+from accord.errors import CheckpointError, RunStoreError
 from accord.store.atomic import atomic_write_text
 from accord.store.metrics import METRICS_FILE, TB_DIR
 
@@ -195,3 +195,27 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RunStoreError(f"{path} should hold a mapping, found {type(data).__name__}")
     return data
+
+
+def resolve_checkpoint(source: PathLike, checkpoint: PathLike | None = None, root: PathLike = "runs") -> Path:
+    """The checkpoint file meant by ``source`` (a checkpoint file, a run folder or a run name under
+    ``root``) and ``checkpoint`` (a path, a file name in the run, or an env-step count; default: the
+    newest that verifies)."""
+    from accord.store.checkpoint import checkpoint_path, latest_checkpoint, list_checkpoints
+
+    if checkpoint is None and Path(source).is_file():
+        return Path(source)
+    run = RunDir.open(root, source)
+    if checkpoint is None:
+        found = latest_checkpoint(run.checkpoints_dir)
+        if found is None:
+            raise CheckpointError(f"run {run.name} has no usable checkpoint in {run.checkpoints_dir}")
+        return found
+    text = str(checkpoint)
+    for path in (Path(text), run.checkpoints_dir / text):
+        if path.is_file():
+            return path
+    if text.isdigit() and checkpoint_path(run.checkpoints_dir, int(text)).is_file():
+        return checkpoint_path(run.checkpoints_dir, int(text))
+    found_names = ", ".join(p.name for p in list_checkpoints(run.checkpoints_dir)) or "none"
+    raise CheckpointError(f"no checkpoint '{text}' in run {run.name}; available: {found_names}")
