@@ -63,6 +63,7 @@ def _run_contribution(run: RunDir) -> tuple[ContributionReport | None, list[dict
 def cmd_train(args: argparse.Namespace) -> int:
     from accord.config import load_config
     from accord.evaluate import evaluate_run
+    from accord.store.mlflow_sink import read_link
     from accord.train import train
 
     if args.resume:
@@ -89,6 +90,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(_contribution_table(report))
     print(f"\nstored in {result.run.path}  (metrics.jsonl, tb/, checkpoints/)")
     print(f"resume with: accord train --resume {result.run.name}")
+    link = read_link(result.run.path)
+    if link is not None:
+        print(f"mlflow: run {link['run_id']} in experiment '{link.get('experiment')}' at {link['tracking_uri']}")
     return 0 if result.status == "finished" else 130
 
 

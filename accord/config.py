@@ -151,6 +151,17 @@ class TrainConfig(Section):
     torch_threads: int = Field(1, ge=1, description="torch intra-op threads (1 is fastest for small nets).")
 
 
+class LoggingConfig(Section):
+    """Where metrics go besides ``metrics.jsonl`` (always written): TensorBoard and MLflow."""
+
+    tensorboard: bool = Field(True, description="Mirror numeric metrics to TensorBoard event files (tb/).")
+    mlflow: bool = Field(False, description="Also log params, metrics and checkpoints to MLflow "
+                         "(needs pip install 'accord[mlflow]').")
+    mlflow_uri: str | None = Field(None, description="MLflow tracking URI (file:, http(s):, sqlite:, "
+                                   "databricks, ...); null: a file store at <runs_dir>/mlruns.")
+    mlflow_experiment: str | None = Field(None, description="MLflow experiment (default: the task name).")
+
+
 class Config(Section):
     schema_version: int = SCHEMA_VERSION
     name: str | None = Field(None, description="Run name (default: task__algorithm__seed__time).")
@@ -165,6 +176,7 @@ class Config(Section):
     credit: CreditConfig = Field(default_factory=CreditConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @property
     def centralized_critic(self) -> bool:
@@ -178,6 +190,7 @@ class Config(Section):
         from accord.algos import ALGORITHMS
         from accord.credit import CREDIT
         from accord.envs.registry import task_problems
+        from accord.store.mlflow_sink import mlflow_problems
 
         problems = []
         if self.algorithm not in ALGORITHMS:
@@ -212,6 +225,7 @@ class Config(Section):
             problems.append(f"q.batch_episodes: {self.q.batch_episodes} is more than the replay buffer holds "
                             f"(q.buffer_episodes={self.q.buffer_episodes})")
         problems += task_problems(self.task, self.runner.kind)
+        problems += mlflow_problems(self.logging.mlflow, self.logging.mlflow_uri)
         return problems
 
 

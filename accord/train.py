@@ -121,7 +121,7 @@ def train(cfg: Config | None = None, *, resume: str | None = None, overrides: li
 def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner, resuming: bool, progress: bool) -> RunResult:
     root = run.path.parent
     index = RunIndex(root)
-    metrics = MetricsLog(run.path)
+    metrics = MetricsLog(run.path, logging=cfg.logging, params=cfg.model_dump(mode="json"))
     wall_before = 0.0
     if resuming:
         ckpt_path = latest_checkpoint(run.checkpoints_dir)
@@ -160,8 +160,10 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner, resuming: 
     def checkpoint() -> None:
         payload = {"algorithm": cfg.algorithm, "algo": learner.state_dict(), "policy": learner.policy.record(),
                    "runner": {"episodes": runner.stats.episodes}, "rng": rng_state(), "wall_s": wall()}
-        save_checkpoint(checkpoint_path(run.checkpoints_dir, learner.env_steps), payload)
+        path = checkpoint_path(run.checkpoints_dir, learner.env_steps)
+        save_checkpoint(path, payload)
         prune_checkpoints(run.checkpoints_dir, cfg.train.keep_checkpoints)
+        metrics.log_checkpoint(path)  # MLflow artifact (when logging.mlflow), pruned in step
 
     status = "interrupted"
     record: dict[str, Any] = {}

@@ -4,7 +4,7 @@ For each (agents, envs) setting, three figures in env steps per second (one env 
 advancing one time step, all agents included; JaxMARL calls these frames):
 
 - env:     the vectorized env alone, uniformly random actions;
-- rollout: env + policy inference (actor and critic forward), no learning;
+- rollout: env + policy inference (the actor; the learner runs its critic once per batch), no learning;
 - train:   collect + PPO update, as `accord train` runs it.
 
 From these, the share of training time spent in the env, in inference and in the update. Each figure

@@ -1,8 +1,9 @@
 """Run store: each run is a folder of plain files, plus an SQLite index for listing runs.
 
 ``runs/<name>/`` holds ``config.yaml``, ``run.yaml`` (identity), ``metrics.jsonl``, ``tb/``,
-``checkpoints/ckpt_<env_steps>.pt``, ``overrides.log`` and ``flags.jsonl`` (raised flags);
-``runs/index.sqlite`` lists the runs.
+``checkpoints/ckpt_<env_steps>.pt``, ``overrides.log``, ``flags.jsonl`` (raised flags) and, with
+``logging.mlflow``, ``mlflow.json`` (the linked MLflow run); ``runs/index.sqlite`` lists the runs and
+``runs/mlruns/`` is the default MLflow file store.
 """
 
 from accord.store.atomic import atomic_write_bytes, atomic_write_text

@@ -1,9 +1,13 @@
-"""A run's metric history: ``metrics.jsonl`` is the record, TensorBoard a mirror for viewing.
+"""A run's metric history: ``metrics.jsonl`` is the record, TensorBoard and MLflow mirrors for viewing.
 
 One JSON object per line, flushed as written, so a killed run loses at most its last, half-written line;
 readers drop that line with a warning. Non-finite numbers become ``null`` so every line stays valid JSON
 for any parser. On resume, :meth:`MetricsLog.truncate_after` cuts history back to the checkpoint so the
 resumed run neither duplicates nor skips steps.
+
+The sinks follow the run's ``logging`` config section: TensorBoard (``tb/``) unless turned off, MLflow
+(:mod:`accord.store.mlflow_sink`) when turned on, which also receives the checkpoints given to
+:meth:`MetricsLog.log_checkpoint`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from accord.store.atomic import atomic_write_text
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
 
+    from accord.config import LoggingConfig
+    from accord.store.mlflow_sink import MlflowSink
+
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
@@ -31,16 +38,24 @@ RETURN_KEY = "return_mean"
 
 
 class MetricsLog:
-    """Appends metric records of one run; use as a context manager or call :meth:`close`."""
+    """Appends metric records of one run; use as a context manager or call :meth:`close`.
 
-    def __init__(self, run_dir: str | os.PathLike[str], *, tensorboard: bool = True) -> None:
+    ``logging`` (the config's ``logging`` section) picks the mirrors; without it only TensorBoard, as
+    ``tensorboard`` says. ``params`` is the resolved config (a plain dict), logged as MLflow params.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str], *, tensorboard: bool = True,
+                 logging: LoggingConfig | None = None, params: Mapping[str, Any] | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / METRICS_FILE
         self.tb_dir = self.run_dir / TB_DIR
-        self._tensorboard = tensorboard
+        self._tensorboard = logging.tensorboard if logging is not None else tensorboard
+        self._logging = logging
+        self._params = params
         self._file: TextIO | None = None
         self._writer: SummaryWriter | None = None
         self._purge_step: int | None = None
+        self._mlflow: MlflowSink | None = None
 
     def write(self, record: Mapping[str, Any]) -> None:
         """Append one record (must hold ``env_steps``) and mirror its numeric scalars to TensorBoard."""
@@ -48,6 +63,7 @@ class MetricsLog:
             raise ValueError(f"metric record needs 'env_steps': {dict(record)!r}")
         clean = {str(k): jsonable(v) for k, v in record.items()}
         line = json.dumps(clean, allow_nan=False) + "\n"
+        sink = self._mlflow_sink()  # started before the append, so its back-fill does not hold this record
         try:
             f = self._open()
             f.write(line)
@@ -57,6 +73,24 @@ class MetricsLog:
             raise RunStoreError(f"cannot append to {self.path}: {e.strerror or e}") from e
         if self._tensorboard:
             self._mirror(clean)
+        if sink is not None:
+            sink.log_metrics(clean)
+
+    def log_checkpoint(self, path: str | os.PathLike[str]) -> None:
+        """A checkpoint was written (and old ones pruned): mirror it to MLflow under ``checkpoints/``."""
+        sink = self._mlflow_sink()
+        if sink is not None:
+            sink.log_artifact(path, "checkpoints", mirror=True)
+
+    @property
+    def mlflow_failures(self) -> int:
+        """MLflow writes that failed or were skipped after a failure (0 without MLflow)."""
+        return self._mlflow.failures if self._mlflow is not None else 0
+
+    @property
+    def mlflow_run_id(self) -> str | None:
+        """The MLflow run this run is mirrored to, once known."""
+        return self._mlflow.run_id if self._mlflow is not None else None
 
     @staticmethod
     def read(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -65,7 +99,8 @@ class MetricsLog:
 
     def truncate_after(self, env_steps: int) -> int:
         """Keep only records with ``env_steps <= env_steps`` (atomically); return how many were dropped."""
-        self.close()  # the rewrite replaces the file; an open handle would append to the old one
+        self._close_file()  # the rewrite replaces the file; an open handle would append to the old one
+        self._close_writer()
         records = self.read(self.run_dir)
         kept = [r for r in records if r["env_steps"] <= env_steps]
         atomic_write_text(self.path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
@@ -73,12 +108,16 @@ class MetricsLog:
         self._purge_step = env_steps + 1
         return len(records) - len(kept)
 
-    def close(self) -> None:
-        """Close the file and flush TensorBoard events to disk."""
+    def close(self, status: str | None = None) -> None:
+        """Close the file, flush TensorBoard events and end the MLflow run with the accord ``status``
+        (finished, interrupted, failed; default: from the exception being handled, if any)."""
         self._close_file()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        self._close_writer()
+        if self._mlflow is not None:
+            from accord.store.mlflow_sink import mlflow_status_from_exception
+
+            self._mlflow.close(status or mlflow_status_from_exception())
+            self._mlflow = None
 
     def __enter__(self) -> MetricsLog:
         return self
@@ -91,6 +130,21 @@ class MetricsLog:
             self._drop_torn_tail()
             self._file = open(self.path, "a", encoding="utf-8", newline="\n")  # noqa: SIM115
         return self._file
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def _mlflow_sink(self) -> MlflowSink | None:
+        """The MLflow mirror, started at the first write or checkpoint (after any resume truncation)."""
+        if self._mlflow is None and self._logging is not None and self._logging.mlflow:
+            from accord.store.mlflow_sink import MlflowSink
+
+            self._mlflow = MlflowSink(self.run_dir, uri=self._logging.mlflow_uri,
+                                      experiment=self._logging.mlflow_experiment, params=self._params,
+                                      backfill=self.read(self.run_dir))
+        return self._mlflow
 
     def _close_file(self) -> None:
         if self._file is not None:
@@ -110,11 +164,7 @@ class MetricsLog:
 
     def _mirror(self, record: dict[str, Any]) -> None:
         step = record["env_steps"]
-        scalars = {
-            k: v
-            for k, v in record.items()
-            if k != "env_steps" and isinstance(v, (int, float)) and not isinstance(v, bool)
-        }
+        scalars = numeric_scalars(record)
         if not scalars:
             return
         if self._writer is None:
@@ -124,6 +174,12 @@ class MetricsLog:
             self._writer = SummaryWriter(log_dir=str(self.tb_dir), purge_step=self._purge_step)
         for key, value in scalars.items():
             self._writer.add_scalar(key, value, global_step=step)
+
+
+def numeric_scalars(record: Mapping[str, Any]) -> dict[str, int | float]:
+    """The numbers of a (jsonable) record other than ``env_steps`` and booleans: what the mirrors plot."""
+    return {k: v for k, v in record.items()
+            if k != "env_steps" and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def jsonable(value: Any) -> Any:
