@@ -200,7 +200,7 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner, resuming: 
         metrics.close()
         raise
     bar.close()
-    metrics.close()
+    metrics.close(status)
     index.upsert(run.name, status=status, env_steps=learner.env_steps)
     index.close()
     elapsed = time.perf_counter() - start
