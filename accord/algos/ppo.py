@@ -83,6 +83,7 @@ class PPO:
     def evaluate_critic(self, batch: Rollout) -> None:
         """Fill the batch's ``values``, ``last_values``, ``final_values`` and ``h_critic``: one critic
         pass over the T + 1 observations, one more over the final observations of truncated episodes."""
+        # hs[t] is the recurrent state after step t: where the final observation's value continues from.
         t_len, b = batch.reward.shape
         if self.cfg.model.recurrent and (self._h_critic is None or self._h_critic.shape[0] != b):
             self._h_critic = batch.avail.new_zeros(b, *batch.agent_mask.shape[2:], self.cfg.model.hidden,
@@ -95,17 +96,14 @@ class PPO:
         batch.values, batch.last_values = v[:t_len], v[t_len]
         if hs is not None:
             self._h_critic = hs[t_len - 1]  # after the last step taken; the next batch starts there
-        if not bool(batch.truncated.any()):
-            batch.final_values = torch.zeros_like(batch.values)
-            return
-        if hs is None:
-            final, _ = self.critic(batch.final_obs, batch.next_state)
-        else:  # one recurrent step from the state after each step t, all T steps as one batch
-            flat = {m: x.flatten(0, 1)[None] for m, x in batch.final_obs.items()}  # [1, T*B, N, ...]
-            final, _ = self.critic(flat, batch.next_state.flatten(0, 1)[None], hs[:t_len].flatten(0, 1),
-                                   torch.zeros(1, t_len * b, dtype=torch.bool, device=v.device))
-            final = final.view(t_len, b, -1)
-        batch.final_values = final * batch.truncated[..., None]
+        batch.final_values = torch.zeros_like(batch.values)
+        t_idx, b_idx = batch.truncated.nonzero(as_tuple=True)  # [K] each: only truncated steps need it
+        if len(t_idx):
+            obs = {m: x[t_idx, b_idx][None] for m, x in batch.final_obs.items()}  # [1, K, N, ...]
+            h = None if hs is None else hs[t_idx, b_idx]  # the recurrent state after step t [K, N, H]
+            final, _ = self.critic(obs, batch.next_state[t_idx, b_idx][None], h,
+                                   torch.zeros(1, len(t_idx), dtype=torch.bool, device=v.device))
+            batch.final_values[t_idx, b_idx] = final[0]
 
     def update(self, batch: Rollout) -> dict[str, float]:
         """One PPO update on a collected batch; the policy acts with the new weights right after."""
