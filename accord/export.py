@@ -209,7 +209,7 @@ def record_inputs(policy: Policy, task: Any, n: int, seed: int = 0) -> list[dict
 def _torch_outputs(graph: AgentGraph, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
     with torch.no_grad():
         outs = graph(*(torch.from_numpy(np.ascontiguousarray(inputs[k])) for k in graph.input_names()))
-    return [o.numpy() for o in outs]
+    return [o.detach().numpy() for o in outs]
 
 
 def check_parity(session: Any, graph: AgentGraph, inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
