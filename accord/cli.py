@@ -134,6 +134,26 @@ def cmd_contribution(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from accord.export import export_run
+
+    res = export_run(args.run, args.out, checkpoint=args.checkpoint, root=args.root, opset=args.opset,
+                     tolerance=args.tolerance, parity_obs=args.parity_obs, latency_calls=args.latency_calls,
+                     force=args.force, log=print)
+    m = res.manifest
+    rows = [(a["name"], a["graph"], a["params"], a["flops"], f"{a['parity']['max_abs_diff']:.2e}",
+             a["latency"]["onnxruntime"]["p50_us"], a["latency"]["onnxruntime"]["p99_us"],
+             a["latency"]["torch"]["p50_us"], a["latency"]["torch"]["p99_us"]) for a in m["agents"]]
+    print()
+    print(_table(rows, ("agent", "graph", "params", "FLOPs/decision", "parity max|diff|", "ort p50 us",
+                        "ort p99 us", "torch p50 us", "torch p99 us")))
+    print(f"\nparity: max abs diff {m['parity']['max_abs_diff']:.3g} (tolerance {m['parity']['tolerance']:g}) "
+          f"on {m['parity']['observations_per_agent']} recorded observations per agent; latency: batch 1, one thread")
+    print(f"bundle written to {res.out}  (manifest.json, parity.json, {len(m['agents'])} ONNX graphs, opset "
+          f"{m['onnx_opset']})")
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from accord.store import RunIndex
 
@@ -196,6 +216,18 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--greedy", action="store_true", help="greedy actions instead of sampled ones")
     co.add_argument("--json", action="store_true")
     co.set_defaults(func=cmd_contribution)
+
+    x = sub.add_parser("export", help="export a run's policy as ONNX graphs + manifest (parity-checked)")
+    x.add_argument("run", help="run name, run folder or checkpoint file")
+    x.add_argument("--out", required=True, help="bundle folder to write (must not exist or be empty)")
+    x.add_argument("--checkpoint", help="checkpoint file or env-step count (default: the latest)")
+    x.add_argument("--root", "--runs-dir", dest="root", default="runs", help="run store folder")
+    x.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    x.add_argument("--tolerance", type=float, default=1e-5, help="max abs diff onnxruntime vs torch (default 1e-5)")
+    x.add_argument("--parity-obs", type=int, default=1000, help="recorded observations per agent for parity")
+    x.add_argument("--latency-calls", type=int, default=2000, help="timed batch-1 calls per agent and runtime")
+    x.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    x.set_defaults(func=cmd_export)
 
     r = sub.add_parser("runs", help="list runs with status, steps and last return")
     r.add_argument("--root", default="runs")
