@@ -433,6 +433,10 @@ def export_run(source: str | Path, out: str | Path, *, checkpoint: str | Path | 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if cfg.logging.mlflow:
+        from accord.store.mlflow_sink import log_artifacts
+
+        log_artifacts(out, f"export/{out.name}", run_dir=run.path)
     return ExportResult(out, manifest)
 
 
