@@ -116,8 +116,8 @@ class MonitorConfig(Section):
     shapley_permutations: int = Field(64, ge=2, description="Permutations sampled for Shapley values of "
                                       "teams above 6 agents (exact below).")
     lazy_tolerance: float = Field(0.05, ge=0, description="An agent is lazy when the team succeeds and the "
-                                  "95% CI of its contribution reaches below this fraction of the team's gain "
-                                  "over the empty team.")
+                                  "whole 95% CI of its contribution (its upper end) is below this fraction of "
+                                  "the team's gain over the empty team.")
     success_threshold: float = Field(0.5, ge=0, le=1, description="Success rate from which the team counts "
                                      "as succeeding (tasks without info['success']: beating the empty team).")
     hacking_window: int = Field(8, ge=3, description="Log points over which a rising training return with "
