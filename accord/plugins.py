@@ -8,6 +8,7 @@ name with a ``:`` through :func:`load_object` on lookup.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -44,14 +45,16 @@ def load_object(spec: str, what: str, accept: Callable[[Any], bool] | None = Non
                 raise ConfigError(f"cannot import '{spec}' (module '{module_name}' has no "
                                   f"attribute '{attr}')") from None
     if accept is not None and not accept(obj):
-        raise ConfigError(f"'{spec}' is {_kind(obj)}; a {what} must be {expected}")
+        raise ConfigError(f"{what} '{spec}' is {_kind(obj)}; expected {expected}")
     return obj
 
 
 def _kind(obj: Any) -> str:
     if isinstance(obj, type):
         return f"the class {obj.__name__}"
-    return f"a {type(obj).__name__}"
+    if inspect.isfunction(obj) or inspect.ismodule(obj):
+        return f"the {type(obj).__name__} {obj.__name__}"
+    return f"{type(obj).__name__} {obj!r:.40}"
 
 
 class Registry(dict[str, V], Generic[V]):

@@ -42,7 +42,7 @@ def test_a_missing_potential_or_a_malformed_name_is_refused(tmp_path, monkeypatc
     spec = make_env(_cfg().task).spec
     with pytest.raises(ConfigError, match="cannot import 'potentials_missing:nope'"):
         Potential(_cfg(f"credit.potential={mod}:nope"), spec)
-    with pytest.raises(ConfigError, match="is a int; a potential must be a function"):
+    with pytest.raises(ConfigError, match="potential 'potentials_missing:X' is int 3; expected a function"):
         Potential(_cfg(f"credit.potential={mod}:X"), spec)
     with pytest.raises(ConfigError, match="credit.potential: potential 'no_colon' must look like"):
         _cfg("credit.potential=no_colon")
