@@ -86,6 +86,15 @@ def test_user_tasks_of_every_kind_build_envs(plugins):
     assert vectorized.num_envs == 5 and vectorized.spec.n_agents == 2
 
 
+def test_a_module_with_parallel_env_is_a_task(plugins, tmp_path):
+    (tmp_path / "coverpkg").mkdir()
+    (tmp_path / "coverpkg" / "__init__.py").write_text("")  # does not import its submodule
+    (tmp_path / "coverpkg" / "cover_v0.py").write_text("from mytasks import CoverEnv as parallel_env\n")
+    env = make_env(load_config(None, ["task.name=coverpkg:cover_v0", "task.num_envs=2", "task.params.size=3"]).task)
+    assert env.spec.n_agents == 2 and env.num_envs == 2
+    env.close()
+
+
 def test_the_per_env_factory_pickles_for_subprocess_workers(plugins):
     factory = pickle.loads(pickle.dumps(functools.partial(user_env, "mytasks:CoverEnv", {"size": 4})))
     env = factory()
