@@ -43,6 +43,7 @@ from torch import Tensor, nn
 import accord
 from accord.config import build_config
 from accord.envs.base import OBS_DTYPES
+from accord.envs.registry import raw_env
 from accord.errors import ExportError
 from accord.models.cost import flops_per_decision, macs_per_decision, param_count
 from accord.policy import Policy, spec_to_dict
@@ -175,7 +176,7 @@ def make_session(path: str | Path, threads: int = 1) -> Any:
 def record_inputs(policy: Policy, task: Any, n: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
     """Play ``policy`` (sampled actions) in ``task``'s env and record at least ``n`` decisions per agent:
     per agent, the graph inputs by name (``h_in`` is the state the agent really had, zeros at starts)."""
-    from accord.envs.registry import make_env
+    from accord.envs.registry import raw_env, make_env
 
     task = task.model_copy(deep=True)
     task.num_envs = max(1, min(task.num_envs, 16, n))
@@ -408,6 +409,7 @@ def export_run(source: str | Path, out: str | Path, *, checkpoint: str | Path | 
                        "checkpoint_sha256": _sha256(ckpt), "algorithm": cfg.algorithm,
                        "architecture": cfg.architecture},
             "task": cfg.task.model_dump(mode="json"),
+            "raw_env": raw_env(cfg.task),
             "eval_seed": EVAL_SEED,
             "spec": spec_to_dict(policy.spec),
             "observation": {m: {"input": f"obs_{m}", "shape": list(s),

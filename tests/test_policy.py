@@ -11,7 +11,7 @@ from accord.envs.registry import make_env
 from accord.errors import CheckpointError, EnvError, RunStoreError
 from accord.policy import Policy
 from accord.store import load_checkpoint, save_checkpoint
-from accord.train import build_learner, seed_everything, train, train_step
+from accord.loop import build_learner, seed_everything, train, train_step
 
 KINDS = {
     "mappo": [],
