@@ -176,7 +176,7 @@ def make_session(path: str | Path, threads: int = 1) -> Any:
 def record_inputs(policy: Policy, task: Any, n: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
     """Play ``policy`` (sampled actions) in ``task``'s env and record at least ``n`` decisions per agent:
     per agent, the graph inputs by name (``h_in`` is the state the agent really had, zeros at starts)."""
-    from accord.envs.registry import raw_env, make_env
+    from accord.envs.registry import make_env
 
     task = task.model_copy(deep=True)
     task.num_envs = max(1, min(task.num_envs, 16, n))

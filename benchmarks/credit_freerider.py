@@ -30,8 +30,8 @@ from accord.config import load_config
 from accord.eval.contribution import report_run
 from accord.eval.flags import HACKING
 from accord.eval.stats import bootstrap_ci, iqm
-from accord.store import append_flags, read_flags
 from accord.loop import train
+from accord.store import append_flags, read_flags
 
 COMMON = ["task.name=freerider", "task.num_envs=64", "ppo.rollout_len=10", "ppo.epochs=5", "ppo.minibatches=2",
           "train.log_interval=1280", "train.checkpoint_interval_s=1e9", "credit.monitor.contribution_episodes=512"]
