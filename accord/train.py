@@ -157,6 +157,11 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner, resuming: 
     def wall() -> float:
         return wall_before + time.perf_counter() - start
 
+    # -- robustness suite on new checkpoints (suite.every, accord/suite/hook.py) --
+    from accord.suite.hook import make_suite_hook
+
+    suite_hook = make_suite_hook(cfg, run.path)
+
     def checkpoint() -> None:
         payload = {"algorithm": cfg.algorithm, "algo": learner.state_dict(), "policy": learner.policy.record(),
                    "runner": {"episodes": runner.stats.episodes}, "rng": rng_state(), "wall_s": wall()}
@@ -164,6 +169,8 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner, resuming: 
         save_checkpoint(path, payload)
         prune_checkpoints(run.checkpoints_dir, cfg.train.keep_checkpoints)
         metrics.log_checkpoint(path)  # MLflow artifact (when logging.mlflow), pruned in step
+        if suite_hook is not None:  # robustness suite hook
+            suite_hook(path)
 
     status = "interrupted"
     record: dict[str, Any] = {}
