@@ -121,3 +121,17 @@ def test_suite_runs_on_new_checkpoints_during_training(tmp_path):
     _train_tiny(root, "suite.every=1", f"suite.file={suite}", "suite.episodes=4")
     log = [json.loads(x) for x in (root / "tiny" / "suite.jsonl").read_text().splitlines()]
     assert log and log[-1]["checkpoint"].startswith("ckpt_") and log[-1]["episodes"] == 4
+
+
+def test_delayed_and_stale_choices_never_send_unavailable_actions():
+    from accord.envs.guard import GuardedVecEnv
+    from accord.envs.tasks.foraging import Foraging
+    from accord.suite.perturb import RandomTeammate
+
+    for kinds in ([("delay_actions", {})], [("stale_obs", {}), ("dropped_steps", {})]):
+        env = RandomTeammate(wrap(GuardedVecEnv(Foraging(16)), kinds, 1.0, seed=0), 1.0)
+        step = env.reset(seed=0)
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(60):  # random available actions, perturbed: the guard would refuse unavailable ones
+            scores = torch.rand(step.avail_actions.shape, generator=gen).masked_fill(~step.avail_actions, -1)
+            step = env.step(scores.argmax(-1))

@@ -63,7 +63,7 @@ class Perturbation:
         return self.last
 
     def step(self, actions: Tensor) -> Step:
-        actions = self.act(actions)
+        actions = self.available(self.act(actions))
         step = self.env.step(actions)
         self.t = (self.t + 1).masked_fill(step.done, 0)
         self.last = self.observe(step, step.done)
@@ -85,6 +85,17 @@ class Perturbation:
         return step
 
     # -- helpers -----------------------------------------------------------------------------------
+    def available(self, actions: Tensor) -> Tensor:
+        """A perturbed discrete action that is no longer available (a delayed or stale choice) is played
+        as the first available one (the no-op in the built-in tasks), as a real actuator would refuse it."""
+        if self.spec.action_kind != "discrete" or self.last is None:
+            return actions
+        avail = self.last.avail_actions
+        ok = avail.gather(-1, actions.clamp(0, self.spec.n_actions - 1).unsqueeze(-1)).squeeze(-1)
+        if bool(ok.all()):
+            return actions
+        return torch.where(ok, actions, avail.int().argmax(-1))
+
     def noop(self, like: Tensor) -> Tensor:
         return torch.zeros_like(like)
 
