@@ -275,6 +275,10 @@ def evaluate_suite(cfg: Any, policy: Any, suite: SuiteSpec, episodes: int | None
     scored = [r for r in results if "drop" in r]
     worst = max(scored, key=lambda r: r["drop"], default=None)
     violations = [v for r in results for v in r.get("violations", [])]
+    by_sev: dict[float, dict[str, Any]] = {}
+    for r in scored:
+        if r["severity"] not in by_sev or r["drop"] > by_sev[r["severity"]]["drop"]:
+            by_sev[r["severity"]] = r
     return {
         "episodes": int(len(clean_ret)), "seed": suite.seed, "deterministic": suite.deterministic,
         "clean": {"return_mean": _r(clean_ret.mean()), "return_std": _r(clean_ret.std(ddof=1)),
@@ -283,6 +287,8 @@ def evaluate_suite(cfg: Any, policy: Any, suite: SuiteSpec, episodes: int | None
         "results": results,
         "worst": None if worst is None else {"perturbation": worst["perturbation"], "severity": worst["severity"],
                                              "drop": worst["drop"], "drop_ci": worst["drop_ci"]},
+        "worst_by_severity": {str(k): {"perturbation": r["perturbation"], "drop": r["drop"], "drop_ci": r["drop_ci"]}
+                              for k, r in sorted(by_sev.items())},
         "thresholds": suite.thresholds.model_dump(),
         "gated": any(_limits(e, suite.thresholds) != (None, None) for e in suite.perturbations),
         "passed": not violations,
@@ -413,6 +419,10 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     if w is not None:
         out.append(f"worst: {w['perturbation']} at severity {w['severity']}: return drop {_pct(w['drop'])} "
                    f"[{_pct(w['drop_ci'][0])}, {_pct(w['drop_ci'][1])}]")
+    per = result.get("worst_by_severity") or {}
+    if len(per) > 1:
+        out.append("worst per severity: " + ", ".join(f"{k}: {v['perturbation']} {_pct(v['drop'])}"
+                                                      for k, v in per.items()))
     if result["gated"]:
         out.append("gate: passed" if result["passed"] else f"gate: FAILED ({len(result['violations'])} violations)")
         out += [f"  {v}" for v in result["violations"]]
