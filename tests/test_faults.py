@@ -91,7 +91,8 @@ def test_a_failing_env_copy_is_quarantined_and_the_others_go_on():
     assert sum(int(s.info["env_fault"][1]) for s in steps) == 4  # 2 failures x (1 try + 1 retry)
     assert sum(bool(s.truncated[1]) for s in steps[3:]) >= 1  # placeholder episodes end at the limit
     with pytest.raises(EnvError, match="every env copy is quarantined"):
-        solo = PettingZooVecEnv([_flaky_env], episode_limit=25, faults={"quarantine_after": 1})
+        solo = ResilientVecEnv(lambda: PettingZooVecEnv([_flaky_env], episode_limit=25,
+                                                        faults={"quarantine_after": 1}))
         solo.reset(seed=0)
         solo.step(torch.zeros(1, 2, dtype=torch.long))
 
@@ -105,3 +106,18 @@ def test_without_a_runner_config_an_env_error_names_the_env_and_step():
     env.reset(seed=0)
     with pytest.raises(EnvError, match=r"env 'Broken' at step 1 raised ValueError: boom"):
         env.step(torch.zeros(2, 2, dtype=torch.long))
+
+
+def test_quarantine_works_inside_subprocess_workers():
+    from accord.runners.subproc import SubprocVecEnv
+
+    env = SubprocVecEnv([_spread_env, _flaky_env], workers=2, episode_limit=25,
+                        faults={"retries": 0, "quarantine_after": 1})
+    try:
+        env.reset(seed=0)
+        step = env.step(torch.zeros(2, 2, dtype=torch.long))
+        step = env.step(torch.zeros(2, 2, dtype=torch.long))
+        assert step.info["quarantined"].tolist() == [0.0, 1.0] and step.agent_mask[0].all()
+        assert env.restarts == 0  # the worker lives on; only its env copy is out
+    finally:
+        env.close()

@@ -334,10 +334,7 @@ class PettingZooVecEnv:
         if self._streak[b] >= int(faults.get("quarantine_after", 3)):
             logger.warning("%s: env %d raised %s %d times in a row; quarantined (the other %d envs go on)",
                            self.name, b, describe(error), self._streak[b], self.num_envs - len(self._quarantined) - 1)
-            self._quarantined[b] = 0
-            if len(self._quarantined) == self.num_envs:
-                raise EnvError(f"{self.name}: every env copy is quarantined (last: env {b} raised "
-                               f"{describe(error)}); hint: fix the env") from error
+            self._quarantined[b] = 0  # a batch with every copy quarantined fails in ResilientVecEnv
             self._fill_quarantined(b, out)
             out["truncated"][b] = True
             return None

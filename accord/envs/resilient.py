@@ -141,6 +141,9 @@ class ResilientVecEnv:
         q = step.info.get("quarantined")
         if q is not None:
             self.counts["env_quarantined"] = max(self.counts["env_quarantined"], int(q.sum()))
+            if bool((q > 0).all()):
+                raise EnvError(f"{self._where('step')}: every env copy is quarantined (runner.quarantine_after="
+                               "failures in a row each); hint: fix the env")
         self._last = step
         return step
 
