@@ -1,4 +1,4 @@
-"""``accord`` command line: train | eval | contribution | runs | tasks | config show.
+"""``accord`` command line: train | eval | contribution | export | runs | tasks | config show.
 
 User errors print one line (``error: ...``) and exit 2; ``--debug`` shows the traceback instead.
 """
@@ -54,33 +54,53 @@ def _run_contribution(run: RunDir) -> tuple[ContributionReport | None, list[dict
 
     report = None
     if build_config(run.load_config()).credit.monitor.contribution_episodes > 0:
-        report = report_run(run.path, root=run.path.parent)
+        report = report_run(run.path, root=run.path.parent, progress=True)
         append_flags(run.path, report.flags)
     hacking = [f for f in read_flags(run.path) if f["flag"] == HACKING]
     return report, hacking + (report.flags if report is not None else [])
 
 
+def _evaluate(run: str, runs_dir: str, episodes: int, deterministic: bool = True) -> dict[str, dict[str, float]]:
+    """Greedy (or sampled) policy vs random on the same episodes, with a progress line."""
+    from accord.evaluate import evaluate_run
+    from accord.progress import phase
+
+    with phase(f"eval ({episodes} episodes, policy and random)", 2 * episodes, "episode") as advance:
+        ev = evaluate_run(run, root=runs_dir, episodes=episodes, deterministic=deterministic)
+        advance(2 * episodes)
+    return ev
+
+
+def _return_cell(r: dict[str, float]) -> str:
+    """Mean +- std of the return, and the success rate when the task reports one."""
+    cell = f"{r['return_mean']:.3f} +- {r['return_std']:.3f}"
+    return cell + (f", success rate {r['success_rate']:.3f}" if "success_rate" in r else "")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from accord.config import load_config
-    from accord.evaluate import evaluate_run
     from accord.store.mlflow_sink import read_link
     from accord.train import train
 
+    if args.runs_dir is not None:
+        args.overrides.append(f"runs_dir={args.runs_dir}")
     if args.resume:
         root_cfg = load_config(args.config, args.overrides)  # only to find runs_dir
         result = train(root_cfg, resume=args.resume, overrides=args.overrides, progress=not args.no_progress)
     else:
         result = train(load_config(args.config, args.overrides), overrides=args.overrides,
                        progress=not args.no_progress)
+    if result.status == "already finished":
+        print(f"run {result.run.name} already finished at {result.env_steps} env steps; extend it with "
+              f"train.total_env_steps={2 * result.env_steps}")
+        return 0
     rows = [("run", result.run.name), ("status", result.status), ("env steps", result.env_steps),
             ("wall time (s)", round(result.wall_s, 1)), ("env steps/s", round(result.fps)),
             ("return (last 100 training episodes)", round(result.return_mean, 3))]
     if args.eval_episodes > 0 and result.status == "finished":
-        ev = evaluate_run(result.run.path, root=result.run.path.parent, episodes=args.eval_episodes)
-        rows += [(f"return, greedy policy ({args.eval_episodes} eval episodes)",
-                  f"{ev['policy']['return_mean']:.3f} +- {ev['policy']['return_std']:.3f}"),
-                 ("return, random policy (same episodes)",
-                  f"{ev['random']['return_mean']:.3f} +- {ev['random']['return_std']:.3f}")]
+        ev = _evaluate(str(result.run.path), str(result.run.path.parent), args.eval_episodes)
+        rows += [(f"return, greedy policy ({args.eval_episodes} eval episodes)", _return_cell(ev["policy"])),
+                 ("return, random policy (same episodes)", _return_cell(ev["random"]))]
     report, flags = _run_contribution(result.run) if result.status == "finished" else (None, [])
     rows += [("flags", line) for line in _flag_lines(flags) or ["none"]]
     print()
@@ -97,9 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from accord.evaluate import evaluate_run
-
-    ev = evaluate_run(args.run, root=args.root, episodes=args.episodes, deterministic=not args.stochastic)
+    ev = _evaluate(args.run, args.runs_dir, args.episodes, deterministic=not args.stochastic)
     if args.json:
         print(json.dumps(ev))
     else:
@@ -113,9 +131,9 @@ def cmd_contribution(args: argparse.Namespace) -> int:
     from accord.eval.flags import HACKING
     from accord.store import RunDir, append_flags, read_flags
 
-    report = report_run(args.run, root=args.root, checkpoint=args.checkpoint, episodes=args.episodes,
-                        replacement=args.replacement, deterministic=True if args.greedy else None)
-    run = RunDir.open(args.root, args.run)
+    report = report_run(args.run, root=args.runs_dir, checkpoint=args.checkpoint, episodes=args.episodes,
+                        replacement=args.replacement, deterministic=True if args.greedy else None, progress=True)
+    run = RunDir.open(args.runs_dir, args.run)
     append_flags(run.path, report.flags)
     flags = [f for f in read_flags(run.path) if f["flag"] == HACKING] + report.flags
     if args.json:
@@ -134,16 +152,36 @@ def cmd_contribution(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from accord.export import export_run
+
+    res = export_run(args.run, args.out, checkpoint=args.checkpoint, root=args.runs_dir, opset=args.opset,
+                     tolerance=args.tolerance, parity_obs=args.parity_obs, latency_calls=args.latency_calls,
+                     force=args.force, log=print)
+    m = res.manifest
+    rows = [(a["name"], a["graph"], a["params"], a["flops"], f"{a['parity']['max_abs_diff']:.2e}",
+             a["latency"]["onnxruntime"]["p50_us"], a["latency"]["onnxruntime"]["p99_us"],
+             a["latency"]["torch"]["p50_us"], a["latency"]["torch"]["p99_us"]) for a in m["agents"]]
+    print()
+    print(_table(rows, ("agent", "graph", "params", "FLOPs/decision", "parity max|diff|", "ort p50 us",
+                        "ort p99 us", "torch p50 us", "torch p99 us")))
+    print(f"\nparity: max abs diff {m['parity']['max_abs_diff']:.3g} (tolerance {m['parity']['tolerance']:g}) "
+          f"on {m['parity']['observations_per_agent']} recorded observations per agent; latency: batch 1, one thread")
+    print(f"bundle written to {res.out}  (manifest.json, parity.json, {len(m['agents'])} ONNX graphs, opset "
+          f"{m['onnx_opset']})")
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from accord.store import RunIndex
 
     if args.rebuild:
-        RunIndex.rebuild(args.root).close()
-    with RunIndex(args.root) as index:
+        RunIndex.rebuild(args.runs_dir).close()
+    with RunIndex(args.runs_dir) as index:
         index.reconcile()
         runs = index.list()
     if not runs:
-        print(f"no runs in {args.root}")
+        print(f"no runs in {args.runs_dir}")
         return 0
     rows = [(r["name"], r["status"], r["env_steps"] or 0,
              "-" if r["last_return"] is None else round(r["last_return"], 3), r["created"][:19]) for r in runs]
@@ -174,7 +212,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
     if args.episodes is not None and args.episodes < 2:
         raise AccordError(f"--episodes must be at least 2 (paired statistics), got {args.episodes}")
     spec = load_suite(args.suite)
-    run = RunDir.open(args.root, args.run)
+    run = RunDir.open(args.runs_dir, args.run)
     if args.checkpoint == "all":
         checkpoints: list[str | None] = [str(p) for p in list_checkpoints(run.checkpoints_dir)]
         if not checkpoints:
@@ -184,7 +222,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
     tty = sys.stdout.isatty() and not args.json
     results = []
     for ckpt in checkpoints:
-        result = run_suite(run.path, root=args.root, checkpoint=ckpt, suite=spec, episodes=args.episodes,
+        result = run_suite(run.path, root=args.runs_dir, checkpoint=ckpt, suite=spec, episodes=args.episodes,
                            progress=None if tty else progress_printer(), bar=tty, suite_source=args.suite)
         results.append(result)
         if not args.json:
@@ -196,6 +234,13 @@ def cmd_suite(args: argparse.Namespace) -> int:
     return 0 if all(r["passed"] for r in results) else 1
 
 
+def _runs_dir_option(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """``--runs-dir`` on every command (``--root``: its old spelling, still accepted)."""
+    parser.add_argument("--runs-dir", dest="runs_dir", default=default, metavar="DIR",
+                        help=f"folder of the runs (default: {default or 'the config key runs_dir'})")
+    parser.add_argument("--root", dest="runs_dir", help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="accord", description="Train, evaluate and ship cooperative MARL policies.")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -205,13 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config", nargs="?", help="config file, e.g. configs/spread_mappo.yaml (default: built-in defaults)")
     t.add_argument("overrides", nargs="*", help="overrides like ppo.lr=3e-4 task.num_envs=128")
     t.add_argument("--resume", metavar="RUN", help="continue a run from its last checkpoint")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
+    _runs_dir_option(t, None)  # train: the same as the override runs_dir=DIR
     t.add_argument("--eval-episodes", type=int, default=256, help="greedy eval episodes at the end (0: none)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a run's latest checkpoint against a random policy")
     e.add_argument("run")
-    e.add_argument("--root", default="runs")
+    _runs_dir_option(e, "runs")
     e.add_argument("--episodes", type=int, default=100)
     e.add_argument("--stochastic", action="store_true", help="sample actions instead of greedy")
     e.add_argument("--json", action="store_true")
@@ -219,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     co = sub.add_parser("contribution", help="per-agent contribution (ablation, Shapley) and flags of a checkpoint")
     co.add_argument("run")
-    co.add_argument("--root", default="runs")
+    _runs_dir_option(co, "runs")
     co.add_argument("--checkpoint", help="checkpoint file or env-step count (default: the latest)")
     co.add_argument("--episodes", type=int,
                     help="episodes per coalition (default: credit.monitor.contribution_episodes)")
@@ -228,8 +274,20 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--json", action="store_true")
     co.set_defaults(func=cmd_contribution)
 
+    x = sub.add_parser("export", help="export a run's policy as ONNX graphs + manifest (parity-checked)")
+    x.add_argument("run", help="run name, run folder or checkpoint file")
+    x.add_argument("--out", required=True, help="bundle folder to write (must not exist or be empty)")
+    x.add_argument("--checkpoint", help="checkpoint file or env-step count (default: the latest)")
+    _runs_dir_option(x, "runs")
+    x.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    x.add_argument("--tolerance", type=float, default=1e-5, help="max abs diff onnxruntime vs torch (default 1e-5)")
+    x.add_argument("--parity-obs", type=int, default=1000, help="recorded observations per agent for parity")
+    x.add_argument("--latency-calls", type=int, default=2000, help="timed batch-1 calls per agent and runtime")
+    x.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    x.set_defaults(func=cmd_export)
+
     r = sub.add_parser("runs", help="list runs with status, steps and last return")
-    r.add_argument("--root", default="runs")
+    _runs_dir_option(r, "runs")
     r.add_argument("--rebuild", action="store_true", help="rebuild the index from the run folders")
     r.set_defaults(func=cmd_runs)
 
@@ -237,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     su = sub.add_parser("suite", help="robustness suite: a checkpoint under perturbations, paired with clean "
                         "episodes (exit 1 when a threshold is violated)")
     su.add_argument("run")
-    su.add_argument("--root", default="runs")
+    _runs_dir_option(su, "runs")
     su.add_argument("--checkpoint", help="checkpoint file, env-step count, or 'all' (default: the latest)")
     su.add_argument("--suite", default="default", help="'default' or a suite YAML file (docs/robustness.md)")
     su.add_argument("--episodes", type=int, help="paired episodes per case (default: the suite's, 128)")

@@ -103,6 +103,18 @@ def test_log_artifacts_uploads_into_the_runs_mlflow_run(mlflow_run, tmp_path):
 
 
 @needs_mlflow
+def test_export_sends_the_bundle_to_the_runs_mlflow_run(mlflow_run, tmp_path):
+    from accord.export import export_run
+
+    root, result = mlflow_run
+    export_run(result.run.name, tmp_path / "bundle", root=root, parity_obs=50, latency_calls=20)
+    link = _link(result.run.path)
+    client = MlflowClient(tracking_uri=link["tracking_uri"])
+    uploaded = {f.path for f in client.list_artifacts(link["run_id"], "export/bundle")}
+    assert {"export/bundle/manifest.json", "export/bundle/agent_0.onnx"} <= uploaded
+
+
+@needs_mlflow
 def test_resume_continues_the_same_mlflow_run(tmp_path):
     root = tmp_path / "runs"
     first = _train(root, "train.total_env_steps=1000", "train.keep_checkpoints=1", "logging.mlflow=true",
