@@ -205,7 +205,7 @@ def faults(work: Path, short: bool) -> list[dict]:
             (run,) = list_runs(root)
             with RunIndex(root) as index:
                 failed = index.get(run.name)["status"] == "failed"
-            ok = clean_refusal(code, err) and " at step " in last and failed
+            ok = clean_refusal(code, err) and "step " in last and failed  # names the (env) step
             return ok, last[:100]
         return check
 

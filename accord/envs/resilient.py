@@ -173,7 +173,7 @@ class ResilientVecEnv:
                     if self.max_restarts == 0:
                         raise EnvError(f"{self._where(what)} raised {describe(e)}; hint: fix the env, or set "
                                        "runner.retries / runner.max_restarts to survive rare faults") from e
-                    raise _Fault(f"raised {describe(e)}" + (f" {attempt + 1} times" if attempt else "")) from e
+                    raise _Fault(f"raised {describe(e)}" + (f" ({attempt + 1} tries)" if attempt else "")) from e
                 self.counts["env_retries"] += 1
                 delay = backoff_delay(attempt, self.backoff_s, self._rng)
                 logger.info("%s raised %s; retry %d of %d in %.3fs", self._where(what), describe(e), attempt + 1,
