@@ -331,14 +331,16 @@ class PettingZooVecEnv:
         if prev is not None:
             self._fault_finals[b] = (prev[0][b].copy(), prev[1][b].copy())
         out["truncated"][b] = True
+        self.last_fault = f"env {b} raised {describe(error)}"
         if self._streak[b] >= int(faults.get("quarantine_after", 3)):
-            logger.warning("%s: env %d raised %s %d times in a row; quarantined (the other %d envs go on)",
-                           self.name, b, describe(error), self._streak[b], self.num_envs - len(self._quarantined) - 1)
+            log = logger.info if self._quarantined else logger.warning  # one warning, not one per env copy
+            log("%s: env %d raised %s %d times in a row; quarantined (the other %d envs go on)", self.name, b,
+                describe(error), self._streak[b], self.num_envs - len(self._quarantined) - 1)
             self._quarantined[b] = 0  # a batch with every copy quarantined fails in ResilientVecEnv
             self._fill_quarantined(b, out)
             out["truncated"][b] = True
             return None
-        logger.warning("%s: env %d raised %s; rebuilding it with a fresh episode", self.name, b, describe(error))
+        logger.info("%s: env %d raised %s; rebuilding it with a fresh episode", self.name, b, describe(error))
         with contextlib.suppress(Exception):  # already broken
             self.envs[b].close()
         self.envs[b] = self._factories[b]()

@@ -106,7 +106,8 @@ class ResilientVecEnv:
         self.step_timeout_s, self.retries, self.backoff_s = step_timeout_s, retries, backoff_s
         self.max_restarts = max_restarts
         self.steps = 0
-        self.counts = {"env_retries": 0, "env_restarts": 0, "env_timeouts": 0, "env_quarantined": 0}
+        self.counts = {"env_retries": 0, "env_restarts": 0, "env_timeouts": 0, "env_quarantined": 0,
+                       "env_copy_faults": 0}
         self._rng = random.Random(seed)
         self._seed: int | None = None
         self._last: Step | None = None
@@ -142,8 +143,13 @@ class ResilientVecEnv:
         if q is not None:
             self.counts["env_quarantined"] = max(self.counts["env_quarantined"], int(q.sum()))
             if bool((q > 0).all()):
-                raise EnvError(f"{self._where('step')}: every env copy is quarantined (runner.quarantine_after="
-                               "failures in a row each); hint: fix the env")
+                last = getattr(self.env, "last_fault", None)
+                raise EnvError(f"{self._where('step')}: every env copy is quarantined after failing "
+                               f"runner.quarantine_after times in a row{f' (last: {last})' if last else ''}; "
+                               "hint: fix the env")
+        faults = step.info.get("env_fault")  # failed calls of single env copies (per-env tasks)
+        if faults is not None:
+            self.counts["env_copy_faults"] += int(faults.sum())
         self._last = step
         return step
 
