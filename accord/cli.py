@@ -16,7 +16,6 @@ from accord.errors import AccordError
 
 if TYPE_CHECKING:
     from accord.eval.contribution import ContributionReport
-    from accord.store import RunDir
 
 
 def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
@@ -45,32 +44,6 @@ def _flag_lines(flags: Sequence[dict[str, Any]]) -> list[str]:
     return [f"{f['flag'].replace('_', ' ')}: {f['detail']}" for f in flags]
 
 
-def _run_contribution(run: RunDir) -> tuple[ContributionReport | None, list[dict[str, Any]]]:
-    """Contribution report of a finished run (if its config asks for one) and all its flags, stored."""
-    from accord.config import build_config
-    from accord.eval.contribution import report_run
-    from accord.eval.flags import HACKING
-    from accord.store import append_flags, read_flags
-
-    report = None
-    if build_config(run.load_config()).credit.monitor.contribution_episodes > 0:
-        report = report_run(run.path, root=run.path.parent, progress=True)
-        append_flags(run.path, report.flags)
-    hacking = [f for f in read_flags(run.path) if f["flag"] == HACKING]
-    return report, hacking + (report.flags if report is not None else [])
-
-
-def _evaluate(run: str, runs_dir: str, episodes: int, deterministic: bool = True) -> dict[str, dict[str, float]]:
-    """Greedy (or sampled) policy vs random on the same episodes, with a progress line."""
-    from accord.evaluate import evaluate_run
-    from accord.progress import phase
-
-    with phase(f"eval ({episodes} episodes, policy and random)", 2 * episodes, "episode") as advance:
-        ev = evaluate_run(run, root=runs_dir, episodes=episodes, deterministic=deterministic)
-        advance(2 * episodes)
-    return ev
-
-
 def _return_cell(r: dict[str, float]) -> str:
     """Mean +- std of the return, and the success rate when the task reports one."""
     cell = f"{r['return_mean']:.3f} +- {r['return_std']:.3f}"
@@ -78,46 +51,41 @@ def _return_cell(r: dict[str, float]) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from accord.config import load_config
+    from accord.api import train
     from accord.store.mlflow_sink import read_link
-    from accord.train import train
 
-    if args.runs_dir is not None:
-        args.overrides.append(f"runs_dir={args.runs_dir}")
-    if args.resume:
-        root_cfg = load_config(args.config, args.overrides)  # only to find runs_dir
-        result = train(root_cfg, resume=args.resume, overrides=args.overrides, progress=not args.no_progress)
-    else:
-        result = train(load_config(args.config, args.overrides), overrides=args.overrides,
-                       progress=not args.no_progress)
-    if result.status == "already finished":
-        print(f"run {result.run.name} already finished at {result.env_steps} env steps; extend it with "
-              f"train.total_env_steps={2 * result.env_steps}")
+    r = train(args.config, args.overrides, resume=args.resume, runs_dir=args.runs_dir,
+              eval_episodes=args.eval_episodes, progress=not args.no_progress)
+    if r.status == "already finished":
+        print(f"run {r.run.name} already finished at {r.env_steps} env steps; extend it with "
+              f"train.total_env_steps={2 * r.env_steps}")
         return 0
-    rows = [("run", result.run.name), ("status", result.status), ("env steps", result.env_steps),
-            ("wall time (s)", round(result.wall_s, 1)), ("env steps/s", round(result.fps)),
-            ("return (last 100 training episodes)", round(result.return_mean, 3))]
-    if args.eval_episodes > 0 and result.status == "finished":
-        ev = _evaluate(str(result.run.path), str(result.run.path.parent), args.eval_episodes)
-        rows += [(f"return, greedy policy ({args.eval_episodes} eval episodes)", _return_cell(ev["policy"])),
-                 ("return, random policy (same episodes)", _return_cell(ev["random"]))]
-    report, flags = _run_contribution(result.run) if result.status == "finished" else (None, [])
-    rows += [("flags", line) for line in _flag_lines(flags) or ["none"]]
+    rows = [("run", r.run.name), ("status", r.status), ("env steps", r.env_steps),
+            ("wall time (s)", round(r.wall_s, 1)), ("env steps/s", round(r.fps)),
+            ("return (last 100 training episodes)", round(r.train_return, 3))]
+    if r.greedy is not None and r.random is not None:
+        rows += [(f"return, greedy policy ({args.eval_episodes} eval episodes)", _return_cell(r.greedy)),
+                 ("return, random policy (same episodes)", _return_cell(r.random))]
+    if r.finished:
+        rows += [("flags", line) for line in _flag_lines(r.flags) or ["none"]]
     print()
     print(_table(rows, ("result", "value")))
-    if report is not None:
-        print(f"\ncontribution ({report.episodes} episodes, absent agents: {report.replacement}):")
-        print(_contribution_table(report))
-    print(f"\nstored in {result.run.path}  (metrics.jsonl, tb/, checkpoints/)")
-    print(f"resume with: accord train --resume {result.run.name}")
-    link = read_link(result.run.path)
+    if r.contribution is not None:
+        print(f"\ncontribution ({r.contribution.episodes} episodes, absent agents: {r.contribution.replacement}):")
+        print(_contribution_table(r.contribution))
+    print(f"\nstored in {r.run.path}  (metrics.jsonl, tb/, checkpoints/)")
+    print(f"resume with: accord train --resume {r.run.name}")
+    link = read_link(r.run.path)
     if link is not None:
         print(f"mlflow: run {link['run_id']} in experiment '{link.get('experiment')}' at {link['tracking_uri']}")
-    return 0 if result.status == "finished" else 130
+    return 0 if r.finished else 130
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    ev = _evaluate(args.run, args.runs_dir, args.episodes, deterministic=not args.stochastic)
+    from accord.evaluate import evaluate_run
+
+    ev = evaluate_run(args.run, root=args.runs_dir, episodes=args.episodes, deterministic=not args.stochastic,
+                      progress=True)
     if args.json:
         print(json.dumps(ev))
     else:

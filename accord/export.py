@@ -43,6 +43,7 @@ from torch import Tensor, nn
 import accord
 from accord.config import build_config
 from accord.envs.base import OBS_DTYPES
+from accord.envs.registry import raw_env
 from accord.errors import ExportError
 from accord.models.cost import flops_per_decision, macs_per_decision, param_count
 from accord.policy import Policy, spec_to_dict
@@ -408,6 +409,7 @@ def export_run(source: str | Path, out: str | Path, *, checkpoint: str | Path | 
                        "checkpoint_sha256": _sha256(ckpt), "algorithm": cfg.algorithm,
                        "architecture": cfg.architecture},
             "task": cfg.task.model_dump(mode="json"),
+            "raw_env": raw_env(cfg.task),
             "eval_seed": EVAL_SEED,
             "spec": spec_to_dict(policy.spec),
             "observation": {m: {"input": f"obs_{m}", "shape": list(s),

@@ -8,8 +8,9 @@ Gaussian mean; the greedy action is their argmax (or the clipped mean).
 
 The env comes from the manifest's task:
 
-- ``task.name: pettingzoo``: the raw PettingZoo env, ``importlib.import_module(task.params.env)
-  .parallel_env(**task.params.kwargs)``, mapped to the policy's inputs here in numpy exactly as
+- a PettingZoo task (``task.name: pettingzoo``, or your own ``package.module:Name``): the raw env from
+  the manifest's ``raw_env`` (``factory`` is a module, whose ``parallel_env`` is called, or
+  ``module:Name``, called with ``kwargs``), mapped to the policy's inputs here in numpy exactly as
   ``accord/envs/pettingzoo.py`` does (flattened float32 vector obs zero-padded to the widest agent, HWC
   images to CHW, ``action_mask`` from a Dict obs or the infos, team reward the sum or mean of the agents'
   rewards, episode over when no agent is left). No torch and no accord is imported (``--check-imports``
@@ -91,10 +92,12 @@ class OnnxTeam:
 class PettingZooTeamEnv:
     """``B`` raw PettingZoo envs, stepped one after the other, as numpy arrays ``[B, N, ...]``."""
 
-    def __init__(self, params: dict[str, Any], manifest: dict[str, Any], num_envs: int) -> None:
-        module = importlib.import_module(params["env"])
-        self.envs = [module.parallel_env(**params.get("kwargs", {})) for _ in range(num_envs)]
-        self.team_reward = params.get("team_reward", "sum")
+    def __init__(self, raw: dict[str, Any], manifest: dict[str, Any], num_envs: int) -> None:
+        module_name, _, attr = raw["factory"].partition(":")
+        module = importlib.import_module(module_name)
+        factory = getattr(module, attr) if attr else module.parallel_env
+        self.envs = [factory(**raw["kwargs"]) for _ in range(num_envs)]
+        self.team_reward = raw["team_reward"]
         spec = manifest["spec"]
         self.agents = list(spec["agent_names"])
         self.modality = next(iter(spec["obs_shapes"]))
@@ -208,8 +211,8 @@ def play(bundle: Path, episodes: int, seed: int, num_envs: int | None = None) ->
     team = OnnxTeam(bundle)
     task = team.manifest["task"]
     b = num_envs or min(episodes, task["num_envs"])
-    env = PettingZooTeamEnv(task["params"], team.manifest, b) if task["name"] == "pettingzoo" else \
-        AccordTaskEnv(task, b)
+    raw = team.manifest.get("raw_env")
+    env = PettingZooTeamEnv(raw, team.manifest, b) if raw else AccordTaskEnv(task, b)
     try:
         env.reset(seed)
         team.reset(b)
@@ -252,7 +255,7 @@ def main() -> None:
               f"greedy): {result['return_mean']:.4f} +- {result['return_std']:.4f}")
         if args.check_imports:
             print(f"imported torch/accord: {', '.join(imported) or 'neither'}")
-    if args.check_imports and imported and manifest["task"]["name"] == "pettingzoo":
+    if args.check_imports and imported and manifest.get("raw_env"):
         sys.exit(1)
 
 

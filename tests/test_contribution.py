@@ -133,8 +133,8 @@ def test_accord_contribution_reports_any_checkpoint_and_stores_its_flags(tmp_pat
 
     from accord.cli import main
     from accord.config import load_config
+    from accord.loop import train
     from accord.store import list_checkpoints, read_flags
-    from accord.train import train
 
     cfg = load_config(None, ["task.name=freerider", "task.num_envs=16", "ppo.rollout_len=10", "ppo.epochs=1",
                              f"runs_dir={tmp_path}", "name=tiny", "train.total_env_steps=320",

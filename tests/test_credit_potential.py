@@ -13,7 +13,7 @@ from accord.credit.base import CreditContext, team_reward
 from accord.credit.potential import Potential
 from accord.envs.registry import make_env
 from accord.errors import ConfigError
-from accord.train import build_learner, train_step
+from accord.loop import build_learner, train_step
 
 
 def _write_module(tmp_path, monkeypatch, name: str, body: str) -> str:

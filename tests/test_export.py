@@ -21,10 +21,10 @@ from accord import cli, export  # noqa: E402
 from accord.config import ModelConfig, build_config, load_config  # noqa: E402
 from accord.envs.base import EnvSpec  # noqa: E402
 from accord.evaluate import evaluate_run  # noqa: E402
+from accord.loop import train  # noqa: E402
 from accord.models.cost import flops_per_decision, macs_per_decision, param_count  # noqa: E402
 from accord.policy import Policy  # noqa: E402
 from accord.store import RunDir  # noqa: E402
-from accord.train import train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["task.num_envs=4", "train.log_interval=100"]

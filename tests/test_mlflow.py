@@ -12,9 +12,9 @@ import pytest
 
 from accord.config import load_config
 from accord.errors import ConfigError
+from accord.loop import train
 from accord.store import MetricsLog
 from accord.store.mlflow_sink import MLFLOW_FILE, flatten_params, log_artifacts, mlflow_installed, resolve_uri
-from accord.train import train
 
 if mlflow_installed():
     from mlflow.tracking import MlflowClient

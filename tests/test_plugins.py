@@ -123,7 +123,7 @@ def test_user_credit_methods_and_learners_resolve_through_the_registries(plugins
                                                                        "architecture=decentralized")
     assert "a subclass of accord.credit.base.CreditModule" in _problem(f"credit.name={plugins}:Halve")
     assert resolve_algorithm("accord.algos.ppo:PPO") is resolve_algorithm("ppo")
-    assert "algorithm: learner 'myplugins:Halve' is the class Halve; expected a class with train_iteration" in (
+    assert "algorithm: learner 'myplugins:Halve' is the class Halve; expected a class with collects, update" in (
         _problem(f"algorithm={plugins}:Halve"))
     assert "algorithm: unknown algorithm 'pp'; allowed: ppo, q, or 'package.module:Name'" in _problem("algorithm=pp")
 

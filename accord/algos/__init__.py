@@ -1,7 +1,8 @@
 """Learners, by the config's ``algorithm`` name (the one registry the CLI, docs and tests read).
 
 ``algorithm: package.module:MyLearner`` names a user learner class with the built-ins' interface
-(``train_iteration``, ``state_dict``, ``load_state_dict``).
+(:class:`accord.runners.Learner`): built as ``Learner(cfg, spec, device)``, it has ``collects``,
+``policy``, ``rollout_len``, ``env_steps``, ``update(batch)``, ``state_dict`` and ``load_state_dict``.
 """
 
 from typing import Any
@@ -10,7 +11,7 @@ from accord.algos.ppo import PPO
 from accord.algos.q import QLearner
 from accord.plugins import Registry, load_object
 
-_LEARNER_METHODS = ("train_iteration", "state_dict", "load_state_dict")
+_LEARNER_METHODS = ("collects", "update", "state_dict", "load_state_dict")
 
 
 def _load_learner(spec: str) -> type:

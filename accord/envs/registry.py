@@ -164,6 +164,22 @@ def pettingzoo_env(module: str, kwargs: dict[str, Any]) -> Any:
     return mod.parallel_env(**kwargs)
 
 
+def raw_env(task: TaskConfig) -> dict[str, Any] | None:
+    """How to build one raw PettingZoo env of a per-env task without accord (for deployment):
+    ``{"factory": "module" (its parallel_env) or "module:Name", "kwargs": {...}, "team_reward": ...}``;
+    None for vectorized tasks, and for adapters that reshape the env (gymma)."""
+    entry = TASKS[task.name]
+    rest = dict(task.params)
+    adapter = {k: rest.pop(k) for k in ADAPTER_PARAMS if k in rest}
+    if entry.user and entry.per_env:
+        factory, kwargs = task.name, rest
+    elif task.name == "pettingzoo":
+        factory, kwargs = rest["env"], rest.get("kwargs", {})
+    else:
+        return None
+    return {"factory": factory, "kwargs": kwargs, "team_reward": adapter.get("team_reward", "sum")}
+
+
 def make_env(task: TaskConfig, runner_kind: str = "sync", workers: int | None = None,
              device: str | torch.device = "cpu", runner: RunnerConfig | None = None) -> VecEnv:
     """Build the batch of envs a config asks for, guarded unless ``task.guard`` is off.
