@@ -86,7 +86,8 @@ TASKS: Registry[TaskEntry] = Registry("task", {
                                 "freerider with a farmable shaped activity bonus: reward hacking case"),
     "faulty": TaskEntry("accord.envs.tasks.faulty:Faulty",
                         "a built-in task that raises, hangs or returns NaN on purpose: params {task: spread, "
-                        "raise_prob: 0.02, hang_prob: 0.005, hang_s: 2, nan_prob: 0, ...} (docs/robustness.md)"),
+                        "raise_prob: 0.02, hang_prob: 0.005, hang_s: 2, nan_prob: 0, ...}, all 0 by default "
+                        "(docs/robustness.md)"),
     "pettingzoo": TaskEntry("accord.envs.registry:pettingzoo_env",
                             "any PettingZoo ParallelEnv: params {env: 'mpe2.simple_spread_v3', kwargs: {...}}",
                             per_env=True),

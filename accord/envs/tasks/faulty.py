@@ -5,7 +5,8 @@ step, raises with probability ``raise_prob`` (before the inner task steps, so a 
 same step), hangs for ``hang_s`` seconds with probability ``hang_prob`` (then steps normally: a caller
 with a shorter ``runner.step_timeout_s`` has long given up on it), and writes a NaN team reward for
 env 0 with probability ``nan_prob`` or at the batch steps listed in ``nan_steps``. Faults draw from
-their own RNG (``fault_seed``; every rebuilt copy draws a new stream), never the task's.
+their own RNG (``fault_seed``; every rebuilt copy draws a new stream), never the task's. Every
+probability defaults to 0: with its defaults the task is its inner task, unchanged.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class InjectedFault(RuntimeError):
 
 class Faulty:
     def __init__(self, num_envs: int, device: str | torch.device = "cpu", task: str = "spread",
-                 raise_prob: float = 0.02, hang_prob: float = 0.005, hang_s: float = 2.0, nan_prob: float = 0.0,
+                 raise_prob: float = 0.0, hang_prob: float = 0.0, hang_s: float = 2.0, nan_prob: float = 0.0,
                  nan_steps: list[int] | None = None, fault_seed: int = 0, **params: Any) -> None:
         from accord.envs.registry import TASKS
 
