@@ -171,6 +171,37 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suite(args: argparse.Namespace) -> int:
+    """Robustness suite (accord.suite): degradation table, worst case; exit 1 when a threshold is violated."""
+    from accord.store import RunDir, list_checkpoints
+    from accord.suite import degradation_table, load_suite, run_suite, summary_lines
+    from accord.suite.core import progress_printer
+
+    if args.episodes is not None and args.episodes < 2:
+        raise AccordError(f"--episodes must be at least 2 (paired statistics), got {args.episodes}")
+    spec = load_suite(args.suite)
+    run = RunDir.open(args.runs_dir, args.run)
+    if args.checkpoint == "all":
+        checkpoints: list[str | None] = [str(p) for p in list_checkpoints(run.checkpoints_dir)]
+        if not checkpoints:
+            raise AccordError(f"run {run.name} has no checkpoints in {run.checkpoints_dir}")
+    else:
+        checkpoints = [args.checkpoint]
+    tty = sys.stdout.isatty() and not args.json
+    results = []
+    for ckpt in checkpoints:
+        result = run_suite(run.path, root=args.runs_dir, checkpoint=ckpt, suite=spec, episodes=args.episodes,
+                           progress=None if tty else progress_printer(), bar=tty, suite_source=args.suite)
+        results.append(result)
+        if not args.json:
+            print(degradation_table(result))
+            print("\n".join(summary_lines(result)))
+            print()
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else results))
+    return 0 if all(r["passed"] for r in results) else 1
+
+
 def _runs_dir_option(parser: argparse.ArgumentParser, default: str | None) -> None:
     """``--runs-dir`` on every command (``--root``: its old spelling, still accepted)."""
     parser.add_argument("--runs-dir", dest="runs_dir", default=default, metavar="DIR",
@@ -227,6 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
     _runs_dir_option(r, "runs")
     r.add_argument("--rebuild", action="store_true", help="rebuild the index from the run folders")
     r.set_defaults(func=cmd_runs)
+
+
+    su = sub.add_parser("suite", help="robustness suite: a checkpoint under perturbations, paired with clean "
+                        "episodes (exit 1 when a threshold is violated)")
+    su.add_argument("run")
+    _runs_dir_option(su, "runs")
+    su.add_argument("--checkpoint", help="checkpoint file, env-step count, or 'all' (default: the latest)")
+    su.add_argument("--suite", default="default", help="'default' or a suite YAML file (docs/robustness.md)")
+    su.add_argument("--episodes", type=int, help="paired episodes per case (default: the suite's, 128)")
+    su.add_argument("--json", action="store_true")
+    su.set_defaults(func=cmd_suite)
 
     sub.add_parser("tasks", help="list built-in tasks").set_defaults(func=cmd_tasks)
 

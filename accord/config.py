@@ -153,6 +153,16 @@ class RunnerConfig(Section):
     kind: Literal["sync", "subproc"] = Field(
         "sync", description="sync: envs in this process; subproc: PettingZoo envs in worker processes.")
     workers: int | None = Field(None, ge=1, description="Worker processes for subproc (default: cores).")
+    # Fault handling (docs/robustness.md): in-process envs step in a watchdog thread when a timeout is set.
+    step_timeout_s: float | None = Field(None, gt=0, description="Seconds an env step may take before it "
+                                         "counts as hung (restart); null: subproc 60 s, in-process no limit.")
+    max_restarts: int = Field(3, ge=0, description="Env restarts (hang, or an env that keeps raising) "
+                              "before the run fails.")
+    retries: int = Field(0, ge=0, description="Retries of an env call that raised, with exponential "
+                         "backoff and jitter, before it counts as a fault (restart or quarantine).")
+    backoff_s: float = Field(0.05, ge=0, description="First retry delay; doubles each retry, +-50% jitter.")
+    quarantine_after: int = Field(3, ge=1, description="Per-env (PettingZoo) tasks: an env copy that fails "
+                                  "this many times in a row is quarantined (masked out); the others go on.")
 
 
 class TrainConfig(Section):
@@ -162,6 +172,8 @@ class TrainConfig(Section):
     keep_checkpoints: int = Field(3, ge=1)
     device: str = "cpu"
     torch_threads: int = Field(1, ge=1, description="torch intra-op threads (1 is fastest for small nets).")
+    max_nonfinite: int = Field(5, ge=0, description="Updates with a non-finite loss or weights are rolled "
+                               "back (lr halved, counted); fail after this many in a row (0: no check).")
 
 
 class LoggingConfig(Section):
@@ -173,6 +185,14 @@ class LoggingConfig(Section):
     mlflow_uri: str | None = Field(None, description="MLflow tracking URI (file:, http(s):, sqlite:, "
                                    "databricks, ...); null: a file store at <runs_dir>/mlruns.")
     mlflow_experiment: str | None = Field(None, description="MLflow experiment (default: the task name).")
+
+
+class SuiteConfig(Section):
+    """The robustness suite (accord.suite, ``accord suite``) run on new checkpoints during training."""
+
+    every: int = Field(0, ge=0, description="Run the suite on every N-th checkpoint (0: off).")
+    file: str = Field("default", description="'default' or a suite YAML file (docs/robustness.md).")
+    episodes: int = Field(32, ge=2, description="Paired episodes per perturbation and severity.")
 
 
 class Config(Section):
@@ -191,6 +211,7 @@ class Config(Section):
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    suite: SuiteConfig = Field(default_factory=SuiteConfig)
 
     @property
     def centralized_critic(self) -> bool:

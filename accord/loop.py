@@ -110,7 +110,7 @@ def train(cfg: Config | None = None, *, resume: str | None = None, overrides: li
         assert cfg is not None, "train() needs a config or a run to resume"
     torch.set_num_threads(cfg.train.torch_threads)
     seed_everything(cfg.seed)
-    env = make_env(cfg.task, cfg.runner.kind, cfg.runner.workers, cfg.train.device)
+    env = make_env(cfg.task, cfg.runner.kind, cfg.runner.workers, cfg.train.device, runner=cfg.runner)
     try:
         learner, runner = build_learner(cfg, env)
         if resume is None:
@@ -174,6 +174,16 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner, resuming: 
     def wall() -> float:
         return wall_before + time.perf_counter() - start
 
+    # -- robustness suite on new checkpoints (suite.every, accord/suite/hook.py) --
+    from accord.suite.hook import make_suite_hook
+
+    suite_hook = make_suite_hook(cfg, run.path)
+    # -- faults: non-finite updates rolled back (train.max_nonfinite), env fault counters in metrics --
+    from accord.nonfinite import NonFiniteGuard
+
+    nonfinite = NonFiniteGuard(learner, cfg.train.max_nonfinite)
+    fault_counts = getattr(runner, "env", None) and getattr(runner.env, "fault_counts", None)
+
     def checkpoint() -> None:
         payload = {"algorithm": cfg.algorithm, "algo": learner.state_dict(), "policy": learner.policy.record(),
                    "runner": {"episodes": runner.stats.episodes}, "rng": rng_state(), "wall_s": wall()}
@@ -181,6 +191,8 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner, resuming: 
         save_checkpoint(path, payload)
         prune_checkpoints(run.checkpoints_dir, cfg.train.keep_checkpoints)
         metrics.log_checkpoint(path)  # MLflow artifact (when logging.mlflow), pruned in step
+        if suite_hook is not None:  # robustness suite hook
+            suite_hook(path)
 
     status = "interrupted"
     record: dict[str, Any] = {}
@@ -190,13 +202,15 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner, resuming: 
             while learner.env_steps < total and not stop.requested:
                 before = learner.env_steps
                 losses = train_step(learner, runner)
+                losses = nonfinite.check(losses, learner.env_steps)  # rolls back a non-finite update
                 bar.update(learner.env_steps - before)
                 if learner.env_steps >= next_log or learner.env_steps >= total:
                     next_log = (learner.env_steps // log_every + 1) * log_every
                     elapsed = time.perf_counter() - start
                     record = {"env_steps": learner.env_steps, "wall_s": round(wall(), 3),
                               "fps": round((learner.env_steps - steps_at_start) / max(elapsed, 1e-9), 1),
-                              **_episode_fields(runner.stats.summary()), **losses}
+                              **_episode_fields(runner.stats.summary()), **losses,
+                              **(fault_counts() if fault_counts else {})}
                     metrics.write(record)
                     flag = hacking.observe(record)
                     if flag is not None:

@@ -71,7 +71,7 @@ def test_valid_env_passes_unchanged() -> None:
 
 def test_nan_reward_names_the_field_and_env() -> None:
     env = GuardedVecEnv(FakeEnv(lambda s: s.reward.__setitem__(3, float("nan"))))
-    with pytest.raises(EnvError, match=r"env 'fake': NaN in reward at env 3; hint"):
+    with pytest.raises(EnvError, match=r"env 'fake' at reset: NaN in reward at env 3; hint"):
         env.reset()
 
 

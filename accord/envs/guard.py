@@ -32,6 +32,7 @@ class GuardedVecEnv:
         self.device: torch.device = env.device
         self.name = name or getattr(env, "name", type(env).__name__)
         self._last: Step | None = None
+        self.steps = 0  # steps so far, named in errors
 
     def __getattr__(self, attr: str) -> Any:
         if attr == "env":  # not yet set (e.g. while unpickling): avoid recursing
@@ -39,10 +40,12 @@ class GuardedVecEnv:
         return getattr(self.env, attr)
 
     def reset(self, seed: int | None = None) -> Step:
+        self.steps = 0
         self._last = self._check(self.env.reset(seed))
         return self._last
 
     def step(self, actions: Tensor) -> Step:
+        self.steps += 1
         self._check_actions(actions)
         self._last = self._check(self.env.step(actions))
         return self._last
@@ -53,7 +56,8 @@ class GuardedVecEnv:
     # -- checks -------------------------------------------------------------------------------------
 
     def _fail(self, message: str, hint: str) -> EnvError:
-        return EnvError(f"env '{self.name}': {message}; hint: {hint}")
+        at = f" at step {self.steps}" if self.steps else " at reset"
+        return EnvError(f"env '{self.name}'{at}: {message}; hint: {hint}")
 
     def _expect(self, field: str, t: Any, shape: tuple[int, ...], dtype: torch.dtype, layout: str) -> None:
         if not isinstance(t, Tensor):

@@ -25,7 +25,9 @@ Mapping from PettingZoo to the layout:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -175,9 +177,14 @@ class PettingZooVecEnv:
         team_reward: TeamReward = "sum",
         device: str | torch.device = "cpu",
         episode_limit: int | None = None,
+        faults: dict[str, Any] | None = None,
     ) -> None:
         if not factories:
             raise ConfigError("PettingZooVecEnv needs at least one env factory")
+        # Per-env fault handling (docs/robustness.md): {retries, backoff_s, quarantine_after}; None: an
+        # env that raises fails the batch (the caller reports it).
+        self._factories = list(factories)
+        self._faults = dict(faults) if faults else None
         if team_reward not in ("sum", "mean"):
             raise ConfigError(f"team_reward must be 'sum' or 'mean', got {team_reward!r}")
         self.envs: list[ParallelEnv] = [f() for f in factories]
@@ -204,6 +211,10 @@ class PettingZooVecEnv:
         self.device = torch.device(device)
         self.team_reward = team_reward
         self._agents = self.spec.agent_names
+        if self._faults is not None:
+            self._streak = [0] * self.num_envs  # consecutive failures per env copy
+            self._quarantined: dict[int, int] = {}  # env index -> steps into its placeholder episode
+            self._fault_rng = random.Random(len(factories))
 
     # -- VecEnv -------------------------------------------------------------------------------------
 
@@ -251,7 +262,14 @@ class PettingZooVecEnv:
         for b, env in enumerate(self.envs):
             live = set(env.agents)
             acts = {a: self._action(i, actions[b, i]) for i, a in enumerate(self._agents) if a in live}
-            obs, rewards, terms, truncs, infos = env.step(acts)
+            if self._faults is not None:  # per-env retries, restarts and quarantine
+                got = self._faulty_step(b, acts, out)
+                if got is None:
+                    continue
+                env = self.envs[b]
+                obs, rewards, terms, truncs, infos = got
+            else:
+                obs, rewards, terms, truncs, infos = env.step(acts)
             agent_reward = np.array([rewards.get(a, 0.0) for a in self._agents], np.float32)
             out["agent_reward"][b] = agent_reward
             out["reward"][b] = agent_reward.sum() if self.team_reward == "sum" else agent_reward.mean()
@@ -273,7 +291,73 @@ class PettingZooVecEnv:
             self._fill(out, b, env, obs, infos, self._present(env, obs))
         if has_success:
             out["info/success"] = success
+        if self._faults is not None:
+            out["info/quarantined"] = np.array([b in self._quarantined for b in range(self.num_envs)], np.float32)
+            out["info/env_fault"] = self._step_faults
+            self._step_faults = np.zeros(self.num_envs, np.float32)
+            self._prev_obs = out[obs_key].copy(), out["state"].copy()
+            finals.update(self._fault_finals)
+            self._fault_finals = {}
         return self._with_finals(out, finals)
+
+    # -- per-env faults -----------------------------------------------------------------------------
+
+    def _faulty_step(self, b: int, acts: dict[str, Any], out: Arrays) -> tuple[Any, ...] | None:
+        """``env.step`` of env ``b`` with retries; None when the slot was filled here (restart, quarantine)."""
+        import time
+
+        from accord.envs.resilient import backoff_delay, describe
+
+        faults = self._faults
+        if not hasattr(self, "_step_faults"):
+            self._step_faults = np.zeros(self.num_envs, np.float32)
+            self._fault_finals: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if b in self._quarantined:
+            self._fill_quarantined(b, out)
+            return None
+        retries = int(faults.get("retries", 0))
+        for attempt in range(retries + 1):
+            try:
+                got = self.envs[b].step(acts)
+                self._streak[b] = 0
+                return got
+            except Exception as e:  # a fault of this env copy: retry, then restart or quarantine it
+                error = e
+                self._step_faults[b] += 1
+                if attempt < retries:
+                    time.sleep(backoff_delay(attempt, float(faults.get("backoff_s", 0.05)), self._fault_rng))
+        self._streak[b] += 1
+        prev = getattr(self, "_prev_obs", None)
+        if prev is not None:
+            self._fault_finals[b] = (prev[0][b].copy(), prev[1][b].copy())
+        out["truncated"][b] = True
+        self.last_fault = f"env {b} raised {describe(error)}"
+        if self._streak[b] >= int(faults.get("quarantine_after", 3)):
+            log = logger.info if self._quarantined else logger.warning  # one warning, not one per env copy
+            log("%s: env %d raised %s %d times in a row; quarantined (the other %d envs go on)", self.name, b,
+                describe(error), self._streak[b], self.num_envs - len(self._quarantined) - 1)
+            self._quarantined[b] = 0  # a batch with every copy quarantined fails in ResilientVecEnv
+            self._fill_quarantined(b, out)
+            out["truncated"][b] = True
+            return None
+        logger.info("%s: env %d raised %s; rebuilding it with a fresh episode", self.name, b, describe(error))
+        with contextlib.suppress(Exception):  # already broken
+            self.envs[b].close()
+        self.envs[b] = self._factories[b]()
+        obs, infos = self.envs[b].reset()
+        self._fill(out, b, self.envs[b], obs, infos, self._present(self.envs[b], obs))
+        return None
+
+    def _fill_quarantined(self, b: int, out: Arrays) -> None:
+        """A quarantined env: every agent masked (out of every loss), zero reward; its placeholder
+        episodes truncate at the episode limit so episode buffers never overrun."""
+        out[f"obs/{self._layout.modality}"][b] = 0
+        out["agent_mask"][b] = False
+        out["avail_actions"][b] = True
+        t = self._quarantined[b] + 1
+        if t >= self.spec.episode_limit:
+            out["truncated"][b], t = True, 0
+        self._quarantined[b] = t
 
     def _with_finals(self, out: Arrays, finals: dict[int, tuple[np.ndarray, np.ndarray]]) -> Arrays:
         obs_key = f"obs/{self._layout.modality}"

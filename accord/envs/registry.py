@@ -28,7 +28,7 @@ from accord.errors import ConfigError
 from accord.plugins import Registry, is_plugin, load_object
 
 if TYPE_CHECKING:
-    from accord.config import TaskConfig
+    from accord.config import RunnerConfig, TaskConfig
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,10 @@ TASKS: Registry[TaskEntry] = Registry("task", {
                            "team reward only, one agent can free-ride (lazy under shared credit); optimum 43.5"),
     "freerider_farm": TaskEntry("accord.envs.tasks.freerider:FarmableFreeRider",
                                 "freerider with a farmable shaped activity bonus: reward hacking case"),
+    "faulty": TaskEntry("accord.envs.tasks.faulty:Faulty",
+                        "a built-in task that raises, hangs or returns NaN on purpose: params {task: spread, "
+                        "raise_prob: 0.02, hang_prob: 0.005, hang_s: 2, nan_prob: 0, ...}, all 0 by default "
+                        "(docs/robustness.md)"),
     "pettingzoo": TaskEntry("accord.envs.registry:pettingzoo_env",
                             "any PettingZoo ParallelEnv: params {env: 'mpe2.simple_spread_v3', kwargs: {...}}",
                             per_env=True),
@@ -178,9 +182,38 @@ def raw_env(task: TaskConfig) -> dict[str, Any] | None:
 
 
 def make_env(task: TaskConfig, runner_kind: str = "sync", workers: int | None = None,
-             device: str | torch.device = "cpu") -> VecEnv:
-    """Build the batch of envs a config asks for, guarded unless ``task.guard`` is off."""
+             device: str | torch.device = "cpu", runner: RunnerConfig | None = None) -> VecEnv:
+    """Build the batch of envs a config asks for, guarded unless ``task.guard`` is off.
+
+    Every env is wrapped in :class:`~accord.envs.resilient.ResilientVecEnv`: with ``runner`` (training)
+    its retries, timeouts, restarts and quarantine settings apply; without (evaluation) an env that
+    raises fails at once, as one error line naming the env and the step.
+    """
+    from accord.envs.resilient import ResilientVecEnv
+
     entry = TASKS[task.name]
+    faults = None if runner is None else {"retries": runner.retries, "backoff_s": runner.backoff_s,
+                                          "quarantine_after": runner.quarantine_after}
+
+    def build() -> VecEnv:
+        return _build_env(entry, task, runner_kind, workers, device, runner, faults)
+
+    if runner is None:
+        env: VecEnv = ResilientVecEnv(build, max_restarts=0)
+    elif runner_kind == "subproc":  # the workers time out, restart and quarantine; this only counts
+        env = ResilientVecEnv(build, max_restarts=0)
+    else:
+        env = ResilientVecEnv(build, step_timeout_s=runner.step_timeout_s, retries=runner.retries,
+                              backoff_s=runner.backoff_s, max_restarts=runner.max_restarts)
+    if task.guard:
+        from accord.envs.guard import GuardedVecEnv
+
+        env = GuardedVecEnv(env)
+    return env
+
+
+def _build_env(entry: TaskEntry, task: TaskConfig, runner_kind: str, workers: int | None,
+               device: str | torch.device, runner: RunnerConfig | None, faults: dict[str, Any] | None) -> VecEnv:
     if entry.per_env:
         rest = dict(task.params)
         params = {k: rest.pop(k) for k in ADAPTER_PARAMS if k in rest}
@@ -192,15 +225,11 @@ def make_env(task: TaskConfig, runner_kind: str = "sync", workers: int | None = 
         if runner_kind == "subproc":
             from accord.runners.subproc import SubprocVecEnv
 
-            env: VecEnv = SubprocVecEnv(factories, workers=workers, device=device, **params)
-        else:
-            from accord.envs.pettingzoo import PettingZooVecEnv
+            timing = {} if runner is None else {
+                "max_restarts": runner.max_restarts,
+                **({"step_timeout_s": runner.step_timeout_s} if runner.step_timeout_s else {})}
+            return SubprocVecEnv(factories, workers=workers, device=device, faults=faults, **timing, **params)
+        from accord.envs.pettingzoo import PettingZooVecEnv
 
-            env = PettingZooVecEnv(factories, device=device, **params)
-    else:
-        env = entry.load()(task.num_envs, device=device, **task.params)
-    if task.guard:
-        from accord.envs.guard import GuardedVecEnv
-
-        env = GuardedVecEnv(env)
-    return env
+        return PettingZooVecEnv(factories, device=device, faults=faults, **params)
+    return entry.load()(task.num_envs, device=device, **task.params)

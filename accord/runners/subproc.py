@@ -62,12 +62,13 @@ def _worker(
     factories: Sequence[Callable[[], ParallelEnv]],
     team_reward: TeamReward,
     episode_limit: int | None,
+    faults: dict[str, Any] | None = None,
 ) -> None:
     """Serve ``("reset", seed)`` / ``("step", actions)`` / ``("close", None)`` until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     env = None
     try:
-        env = PettingZooVecEnv(factories, team_reward=team_reward, episode_limit=episode_limit)
+        env = PettingZooVecEnv(factories, team_reward=team_reward, episode_limit=episode_limit, faults=faults)
         conn.send(("ok", (env.spec, env.name)))
         while True:
             cmd, arg = conn.recv()
@@ -148,9 +149,13 @@ class SubprocVecEnv:
         step_timeout_s: float = 60.0,
         max_restarts: int = 3,
         episode_limit: int | None = None,
+        faults: dict[str, Any] | None = None,
     ) -> None:
         if not factories:
             raise ConfigError("SubprocVecEnv needs at least one env factory")
+        self._faults = faults  # per-env retries / quarantine inside the workers (PettingZooVecEnv)
+        self.steps = 0
+        self.name = "SubprocVecEnv"  # the env's own name once the workers report it
         if team_reward not in ("sum", "mean"):
             raise ConfigError(f"team_reward must be 'sum' or 'mean', got {team_reward!r}")
         if workers is not None and workers < 1:
@@ -200,6 +205,7 @@ class SubprocVecEnv:
         return self._merge(results)
 
     def step(self, actions: Tensor) -> Step:
+        self.steps += 1
         acts = actions.cpu().numpy()
         results, failures = self._request("step", {w.index: acts[w.start : w.stop] for w in self._workers})
         for i, reason in failures.items():
@@ -225,7 +231,7 @@ class SubprocVecEnv:
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(
             target=_worker,
-            args=(child, w.factories, self._team_reward, self._episode_limit),
+            args=(child, w.factories, self._team_reward, self._episode_limit, self._faults),
             name=f"accord-env-{w.index}",
             daemon=True,
         )
@@ -285,8 +291,9 @@ class SubprocVecEnv:
                     self.close()
                     if error is not None:
                         raise error
-                    logger.error("%s raised:\n%s", w.label, trace)
-                    raise EnvError(f"{w.label} raised {trace.strip().splitlines()[-1]}; hint: {_HINT}")
+                    logger.info("%s raised:\n%s", w.label, trace)  # the worker's traceback: --debug only
+                    raise EnvError(f"env '{self.name}' {w.label} raised {trace.strip().splitlines()[-1]} "
+                                   f"at step {self.steps}; hint: {_HINT}")
                 else:
                     results[i] = msg[1]
         return results, failures

@@ -28,6 +28,9 @@ class EpisodeStats:
         self.ret += step.reward
         self.len += 1
         done = step.done
+        quarantined = step.info.get("quarantined")  # placeholder episodes of quarantined envs do not count
+        if quarantined is not None:
+            done = done & (quarantined == 0)
         if bool(done.any()):
             success = step.info.get("success")
             rows = zip(self.ret[done].tolist(), self.len[done].tolist(),

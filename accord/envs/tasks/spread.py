@@ -5,7 +5,8 @@ re-implemented so that all B envs step in one set of tensor ops with no Python l
 
 Physics follow MPE: force = 5 * action, velocity damping 0.25, dt 0.1, unit mass, soft contact
 forces between agents (radius 0.15). Agents start uniformly in [-1, 1]^2 at rest, landmarks in
-[-0.9, 0.9]^2. Episodes last ``episode_limit`` steps (25) and then truncate.
+[-0.9, 0.9]^2 (both scaled by ``spawn_range``, 1 by default; the robustness suite widens it).
+Episodes last ``episode_limit`` steps (25) and then truncate.
 
 - Discrete actions (5): 0 no-op, 1 -x, 2 +x, 3 -y, 4 +y. Continuous: a force in [-1, 1]^2.
 - Team reward per step: ``-sum_l min_i |p_i - l| - C``, C the number of colliding ordered
@@ -56,11 +57,13 @@ class Spread:
         n_agents: int = 3,
         episode_limit: int = 25,
         continuous: bool = False,
+        spawn_range: float = 1.0,
     ) -> None:
         if n_agents < 1:
             raise EnvError(f"spread needs at least 1 agent, got n_agents={n_agents}")
         self.num_envs, self.device, self.n = num_envs, torch.device(device), n_agents
         self.continuous = continuous
+        self.spawn_range = float(spawn_range)  # agents start in [-r, r]^2, landmarks in [-0.9 r, 0.9 r]^2
         self.spec = EnvSpec(
             n_agents=n_agents,
             obs_shapes={"vector": (4 * n_agents + 2,)},
@@ -98,8 +101,9 @@ class Spread:
     def _respawn(self, where: Tensor) -> None:
         """Draw fresh episodes for envs where ``where`` [B] is True (one draw for all B: no loop)."""
         b, n = self.num_envs, self.n
-        pos = torch.rand(b, n, 2, generator=self._gen, device=self.device) * 2 - 1
-        marks = torch.rand(b, n, 2, generator=self._gen, device=self.device) * 1.8 - 0.9
+        r = self.spawn_range
+        pos = (torch.rand(b, n, 2, generator=self._gen, device=self.device) * 2 - 1) * r
+        marks = (torch.rand(b, n, 2, generator=self._gen, device=self.device) * 1.8 - 0.9) * r
         w = where[:, None, None]
         self.pos = torch.where(w, pos, self.pos)
         self.vel = torch.where(w, torch.zeros_like(self.vel), self.vel)
