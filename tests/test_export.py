@@ -189,6 +189,13 @@ def test_bad_input_is_one_error_line_and_no_bundle(tmp_path, capsys, monkeypatch
     assert list(out.iterdir()) == [] and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     monkeypatch.setattr(export, "make_session", real)
 
+    config = run / "config.yaml"  # a run whose task is a user module that cannot be imported here
+    text = config.read_text()
+    config.write_text(text.replace("name: spread", "name: nosuchmod:CoverEnv", 1))
+    assert _cli(*base) == 2
+    assert "task.name: cannot import 'nosuchmod:CoverEnv'" in _last_error(capsys)
+    config.write_text(text)
+
     ckpt = next((run / "checkpoints").glob("*.pt"))
     good = ckpt.read_bytes()
     ckpt.write_bytes(good[:-10] + bytes(10))  # tampered: checksum mismatch
