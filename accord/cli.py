@@ -66,6 +66,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from accord.store.mlflow_sink import read_link
     from accord.train import train
 
+    if getattr(args, "seeds", None) or _resume_is_study(args):  # a multi-seed study (accord.study)
+        return cmd_train_study(args)
     if args.resume:
         root_cfg = load_config(args.config, args.overrides)  # only to find runs_dir
         result = train(root_cfg, resume=args.resume, overrides=args.overrides, progress=not args.no_progress)
@@ -145,6 +147,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not runs:
         print(f"no runs in {args.root}")
         return 0
+    _print_studies(args.root)  # studies (accord.study), above the runs
     rows = [(r["name"], r["status"], r["env_steps"] or 0,
              "-" if r["last_return"] is None else round(r["last_return"], 3), r["created"][:19]) for r in runs]
     print(_table(rows, ("run", "status", "env_steps", "last_return", "created")))
@@ -165,6 +168,191 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- studies, the evaluation protocol, A/B verdicts, baselines, reports (issue #9) -------------------
+
+def _resume_is_study(args: argparse.Namespace) -> bool:
+    from accord.study import is_study
+
+    if not getattr(args, "resume", None):
+        return False
+    return is_study(_runs_root(args), args.resume)
+
+
+def _runs_root(args: argparse.Namespace) -> str:
+    from accord.config import load_config
+
+    return load_config(args.config, args.overrides).runs_dir
+
+
+def cmd_train_study(args: argparse.Namespace) -> int:
+    from datetime import datetime
+    from pathlib import Path
+
+    from accord.study import Study, parse_seeds, run_study
+
+    root = _runs_root(args)
+    if args.resume:
+        study = Study.open(root, args.resume)
+    else:
+        seeds = parse_seeds(args.seeds)
+        if any(o.startswith(("seed=", "name=")) for o in args.overrides):
+            from accord.errors import ConfigError
+
+            raise ConfigError("a study sets seed= and name= per member; drop them from the overrides")
+        stem = Path(args.config).stem if args.config else "defaults"
+        name = args.study or f"{stem}__study__{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        study = Study.create(root, name, args.config, args.overrides, seeds)
+    print(f"study {study.name}: {len(study.members())} seeds, {args.parallel} at once, logs in {study.path / 'logs'}")
+    members = run_study(study, args.parallel, echo=not args.no_progress)
+    print()
+    print(_study_summary(study))
+    print(f"\nstored in {study.path}  (study.yaml; member runs {study.name}__s<seed> in {study.root})")
+    return 0 if all(m["status"] == "finished" for m in members) else 1
+
+
+def _study_summary(study, mode: str = "ship") -> str:
+    from accord.eval.scores import resolve, scores
+    from accord.eval.stats import iqm_stratified_ci
+
+    sc = scores(resolve(study.root, study.name), mode)
+    status = {m["run"]: m.get("status", "?") for m in study.members()}
+    def fmt(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    rows = [(r["seed"], r["run"], status.get(r["run"], "?"), fmt(r["final"]), fmt(r["best"]), fmt(r["greedy"]),
+             fmt(r["sampled"]), fmt(r[f"success_{sc.mode}"])) for r in sc.rows]
+    missing = [(m["seed"], m["run"], m.get("status", "?"), *["-"] * 5) for m in study.members()
+               if m["run"] not in {r["run"] for r in sc.rows}]
+    table = _table(rows + missing, ("seed", "run", "status", f"final ({sc.mode})", f"best ({sc.mode})",
+                                    "absolute greedy", "absolute sampled", f"success ({sc.mode})"))
+    lines = [table, ""]
+    if len(sc.per_seed) >= 2:
+        m, lo, hi = iqm_stratified_ci([sc.per_seed])
+        lines.append(f"IQM of the absolute metric ({sc.mode} actions) over {len(sc.per_seed)} seeds: "
+                     f"{m:.3f} [95% bootstrap CI {lo:.3f}, {hi:.3f}]; mean {sc.per_seed.mean():.3f}, "
+                     f"CV {sc.per_seed.std(ddof=1) / max(abs(sc.per_seed.mean()), 1e-12):.3f}")
+    else:
+        lines.append(f"absolute metric ({sc.mode}): {sc.per_seed.mean():.3f} (one seed: no interval)")
+    if sc.success is not None:
+        lines.append(f"success rate ({sc.mode}): mean {sc.success.mean():.3f} over seeds")
+    greedy = [r["greedy"] for r in sc.rows]
+    sampled = [r["sampled"] for r in sc.rows]
+    if greedy and abs(sum(greedy) - sum(sampled)) / len(greedy) > 0.05 * max(abs(sum(greedy)) / len(greedy), 1e-9):
+        better = "sampled" if sum(sampled) > sum(greedy) else "greedy"
+        lines.append(f"greedy and sampled actions differ: ship the {better} policy")
+    return "\n".join(lines)
+
+
+def _print_studies(root: str) -> None:
+    from accord.study import list_studies
+
+    studies = list_studies(root)
+    if not studies:
+        return
+    rows = []
+    for st in studies:
+        data = st.data()
+        counts: dict[str, int] = {}
+        for m in data["members"]:
+            counts[m.get("status", "?")] = counts.get(m.get("status", "?"), 0) + 1
+        rows.append((st.name, ",".join(str(s) for s in data["seeds"]) if len(data["seeds"]) < 6 else
+                     f"{data['seeds'][0]}-{data['seeds'][-1]} ({len(data['seeds'])})",
+                     " ".join(f"{k}:{v}" for k, v in sorted(counts.items())), _path_name(data.get("config"))))
+    print(_table(rows, ("study", "seeds", "members", "config")))
+    print()
+
+
+def _path_name(p: str | None) -> str:
+    from pathlib import Path
+
+    return "-" if not p else Path(p).name
+
+
+def cmd_eval_stats(args: argparse.Namespace) -> int:
+    """`accord eval`: one run (mean, Student-t CI, greedy and sampled, random for scale) or studies
+    (per-seed table, IQM with stratified bootstrap CI across seeds and tasks)."""
+    from accord.eval.scores import SourceError, resolve, scores
+    from accord.eval.stats import iqm_stratified_ci
+    from accord.study import is_study
+
+    if len(args.run) == 1 and not is_study(args.root, args.run[0]):
+        return _eval_one_run(args)
+    if args.checkpoint or args.episodes or args.seed is not None:
+        raise SourceError("--checkpoint, --episodes and --seed apply to one run; studies use their stored "
+                          "absolute metric")
+    per_task, out = [], []
+    for name in args.run:
+        src = resolve(args.root, name)
+        sc = scores(src, args.mode)
+        if len(sc.per_seed) < 2:
+            raise SourceError(f"{src.label} has {len(sc.per_seed)} finished seed; a confidence interval across "
+                              "seeds needs at least 2 (train more with --seeds)")
+        per_task.append(sc.per_seed)
+        m, lo, hi = iqm_stratified_ci([sc.per_seed])
+        out.append({"source": src.name, "task": src.task["name"], "mode": sc.mode, "seeds": len(sc.per_seed),
+                    "iqm": m, "ci": [lo, hi], "mean": float(sc.per_seed.mean()),
+                    "success_rate": None if sc.success is None else float(sc.success.mean()), "runs": sc.rows})
+    m, lo, hi = iqm_stratified_ci(per_task)
+    if args.json:
+        print(json.dumps({"sources": out, "iqm": m, "ci": [lo, hi]}))
+        return 0
+    rows = [(o["source"], o["task"], o["mode"], o["seeds"], _ci(o["iqm"], o["ci"]), o["mean"],
+             "-" if o["success_rate"] is None else o["success_rate"]) for o in out]
+    print(_table(rows, ("source", "task", "actions", "seeds", "IQM [95% stratified bootstrap CI]", "mean",
+                        "success_rate")))
+    if len(out) > 1:
+        print(f"\nIQM over all {sum(len(p) for p in per_task)} runs, stratified by task: {_ci(m, (lo, hi))} "
+              "(raw returns pooled: compare like with like)")
+    return 0
+
+
+def _eval_one_run(args: argparse.Namespace) -> int:
+    from accord.config import build_config
+    from accord.envs.registry import make_env
+    from accord.eval.protocol import BEST_CHECKPOINT, evaluate_modes, ship_mode
+    from accord.eval.scores import ensure_absolute
+    from accord.evaluate import evaluate_policy
+    from accord.policy import Policy
+    from accord.store import RunDir, load_checkpoint, resolve_checkpoint
+    from accord.store.evals import append_eval
+
+    run = RunDir.open(args.root, args.run[0])
+    cfg = build_config(run.load_config())
+    if args.checkpoint or args.episodes or args.seed is not None:
+        ckpt = args.checkpoint
+        if ckpt is None and (run.checkpoints_dir / BEST_CHECKPOINT).is_file():
+            ckpt = BEST_CHECKPOINT
+        path = resolve_checkpoint(run.path, ckpt, args.root)
+        payload = load_checkpoint(path)
+        policy = Policy.from_checkpoint(payload, str(path), cfg.train.device)
+        episodes = args.episodes or cfg.eval.episodes * cfg.eval.final_factor
+        seed = cfg.eval.seed + 1 if args.seed is None else args.seed
+        ev = {"kind": "manual", "env_steps": int(payload["algo"]["env_steps"]), "checkpoint": path.name,
+              "seed": seed, **evaluate_modes(cfg, policy, episodes, seed)}
+        ev["ship"] = ship_mode(ev)
+        ev = append_eval(run.path, ev)
+    else:
+        ev = ensure_absolute(run)
+        seed = cfg.eval.seed + 1
+    task = cfg.task.model_copy()
+    task.num_envs = min(ev["greedy"]["episodes"], cfg.eval.num_envs)
+    env = make_env(task, cfg.runner.kind, cfg.runner.workers, cfg.train.device)
+    try:
+        rnd = evaluate_policy(env, None, ev["greedy"]["episodes"], seed=seed)
+    finally:
+        env.close()
+    if args.json:
+        print(json.dumps({**ev, "random": rnd}))
+        return 0
+    print(f"run {run.name}, {ev.get('checkpoint')} ({ev['env_steps']} env steps), {ev['greedy']['episodes']} "
+          f"episodes, mean with 95% Student-t CI:")
+    rows = [(m + (" (ship)" if ev.get("ship") == m else ""), _ci(ev[m]["return_mean"], ev[m]["ci"]),
+             ev[m]["return_std"], ev[m].get("success_rate", "-")) for m in ("greedy", "sampled")]
+    rows.append(("random", f"{rnd['return_mean']:.3f}", rnd["return_std"], rnd.get("success_rate", "-")))
+    print(_table(rows, ("policy", "return_mean [95% CI]", "return_std", "success_rate")))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="accord", description="Train, evaluate and ship cooperative MARL policies.")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -176,15 +364,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN", help="continue a run from its last checkpoint")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--eval-episodes", type=int, default=256, help="greedy eval episodes at the end (0: none)")
+    t.add_argument("--seeds", help="train a study: one process per seed, e.g. 0-9 or 0,3,7")
+    t.add_argument("--parallel", type=int, default=1, help="study: seeds trained at once")
+    t.add_argument("--study", help="study name (default: <config>__study__<time>)")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", help="evaluate a run's latest checkpoint against a random policy")
-    e.add_argument("run")
+    e = sub.add_parser("eval", help="evaluate runs or studies: mean with t CI per run, IQM with bootstrap CI "
+                       "across seeds and tasks")
+    e.add_argument("run", nargs="+", help="run or study names (several studies: one stratum per task)")
     e.add_argument("--root", default="runs")
-    e.add_argument("--episodes", type=int, default=100)
-    e.add_argument("--stochastic", action="store_true", help="sample actions instead of greedy")
+    e.add_argument("--episodes", type=int, help="evaluate now on this many episodes (default: the stored "
+                   "absolute metric, else eval.episodes x eval.final_factor)")
+    e.add_argument("--checkpoint", help="run: checkpoint file, name (best.pt) or env-step count")
+    e.add_argument("--seed", type=int, help="eval seed (default: the run's eval.seed + 1)")
+    e.add_argument("--mode", choices=("ship", "greedy", "sampled"), default="ship",
+                   help="study: which actions to aggregate (ship: the better mode)")
+    e.add_argument("--stochastic", action="store_true", help=argparse.SUPPRESS)
     e.add_argument("--json", action="store_true")
-    e.set_defaults(func=cmd_eval)
+    e.set_defaults(func=cmd_eval_stats)
 
     co = sub.add_parser("contribution", help="per-agent contribution (ablation, Shapley) and flags of a checkpoint")
     co.add_argument("run")
