@@ -353,6 +353,108 @@ def _eval_one_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _side(args: argparse.Namespace, text: str, label: str):
+    """A compare side: a run or study name, or a config file trained now as a study."""
+    from datetime import datetime
+    from pathlib import Path
+
+    from accord.eval.scores import resolve
+    from accord.study import Study, is_study, run_study
+
+    if text.endswith((".yaml", ".yml")) and Path(text).is_file() and not is_study(args.root, text):
+        from accord.config import load_config
+
+        cfg = load_config(text, [*args.overrides, f"runs_dir={args.root}"])
+        seeds = args.seeds or cfg.compare.seeds
+        name = f"{Path(text).stem}__cmp{label}__{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        study = Study.create(args.root, name, text, [*args.overrides, f"runs_dir={args.root}"], list(range(seeds)))
+        print(f"{label}: training {text} as study {name} ({seeds} seeds, {args.parallel} at once)", flush=True)
+        run_study(study, args.parallel, echo=True)
+        text = name
+    return resolve(args.root, text)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from datetime import datetime
+    from pathlib import Path
+
+    from accord.eval.baseline import parse_tolerance
+    from accord.eval.compare import CompareError, compare_scores
+    from accord.eval.scores import scores
+    from accord.store import atomic_write_text
+    from accord.store.metrics import jsonable
+
+    margin = parse_tolerance(args.margin) if args.margin else 0.0
+    a, b = _side(args, args.a, "A"), _side(args, args.b, "B")
+    if a.task != b.task:
+        raise CompareError(f"A ({a.label}) is on task {a.task['name']} {a.task['params']}, B ({b.label}) on "
+                           f"{b.task['name']} {b.task['params']}: compare runs of the same task")
+    if a.kind != b.kind:
+        raise CompareError(f"A is a {a.kind} and B a {b.kind}: compare a study with a study (seeds) or a run "
+                           "with a run (episodes)")
+    sa, sb = scores(a, args.mode), scores(b, args.mode)
+    if a.kind == "study":
+        for side, sc in (("A", sa), ("B", sb)):
+            if sc.per_seed.size < 2:
+                raise CompareError(f"{side} ({sc.source.label}) has {sc.per_seed.size} finished seed; a confidence "
+                                   "interval across seeds needs at least 2")
+        xa, xb, unit = sa.per_seed, sb.per_seed, "seeds"
+    else:
+        xa, xb, unit = sa.episodes, sb.episodes, "episodes"
+    v = compare_scores(xa, xb, unit=unit, alpha=args.alpha, margin=margin * abs(float(xa.mean())))
+    v.a = {"name": a.name, "kind": a.kind, "mode": sa.mode, "task": a.task, "runs": [r["run"] for r in sa.rows]}
+    v.b = {"name": b.name, "kind": b.kind, "mode": sb.mode, "task": b.task, "runs": [r["run"] for r in sb.rows]}
+    out = Path(args.root) / "comparisons" / f"{a.name}__vs__{b.name}__{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(jsonable(v.to_dict()), indent=1))
+    if args.json:
+        print(json.dumps(jsonable({**v.to_dict(), "stored": str(out)})))
+        return v.exit_code
+    rows = [("A", a.name, sa.mode, v.n_a, v.mean_a, v.iqm_a), ("B", b.name, sb.mode, v.n_b, v.mean_b, v.iqm_b)]
+    print(_table(rows, ("side", "source", "actions", unit, "mean", "IQM")))
+    print(f"\n{v.summary()}")
+    if unit == "episodes":
+        print("(two single runs: the verdict is about these two policies; for configs compare studies)")
+    print(f"stored in {out}")
+    return v.exit_code
+
+
+def cmd_baseline_set(args: argparse.Namespace) -> int:
+    from accord.eval.baseline import baseline_path, set_baseline
+
+    rec = set_baseline(args.root, args.name, args.source, args.mode)
+    ret = rec["metrics"]["return"]
+    print(f"baseline {args.name}: {rec['kind']} {rec['source']} ({len(rec['runs'])} runs, {rec['mode']} actions), "
+          f"return {_ci(ret['mean'], ret['ci'])} (t CI), IQM {_ci(ret['iqm'], ret['iqm_ci'])}; "
+          f"curve band over {len(rec['curve']['env_steps'])} log points")
+    print(f"stored in {baseline_path(args.root, args.name)}")
+    return 0
+
+
+def cmd_baseline_check(args: argparse.Namespace) -> int:
+    from accord.eval.baseline import check, parse_tolerance
+
+    tol = parse_tolerance(args.tolerance)
+    res = check(args.root, args.name, args.source, tol, args.alpha, args.hook)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        rows = [(c["metric"], c["unit"], c["baseline_mean"], c["candidate_mean"], f"{100 * c['deviation']:+.1f}%",
+                 f"{c['p']:.3g}", "ALERT" if c["alert"] else "ok") for c in res["checks"]]
+        print(_table(rows, ("metric", "unit", "baseline", "candidate", "deviation", "p (one-sided)", "status")))
+        print(f"\n{'ALERT' if res['alert'] else 'ok'}: {res['candidate']} against baseline {args.name}, tolerance "
+              f"{100 * tol:.1f}%, alpha {args.alpha}")
+    return 1 if res["alert"] else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from accord.report import write_report
+
+    path = write_report(args.root, args.source, args.output)
+    print(f"report written to {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="accord", description="Train, evaluate and ship cooperative MARL policies.")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -393,6 +495,43 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--greedy", action="store_true", help="greedy actions instead of sampled ones")
     co.add_argument("--json", action="store_true")
     co.set_defaults(func=cmd_contribution)
+
+    cp = sub.add_parser("compare", help="A/B verdict between two runs, studies, or configs (trained with N seeds)")
+    cp.add_argument("a")
+    cp.add_argument("b")
+    cp.add_argument("overrides", nargs="*", help="overrides for configs trained here")
+    cp.add_argument("--root", default="runs")
+    cp.add_argument("--mode", choices=("ship", "greedy", "sampled"), default="ship")
+    cp.add_argument("--margin", help="non-inferiority margin as a percentage of |A|, e.g. 2%%")
+    cp.add_argument("--alpha", type=float, default=0.05)
+    cp.add_argument("--seeds", type=int, help="seeds per config when A/B are config files (default compare.seeds)")
+    cp.add_argument("--parallel", type=int, default=1)
+    cp.add_argument("--json", action="store_true")
+    cp.set_defaults(func=cmd_compare)
+
+    bl = sub.add_parser("baseline", help="store a reference result, check runs against it")
+    blsub = bl.add_subparsers(dest="baseline_command", required=True)
+    bs = blsub.add_parser("set", help="store RUN|STUDY as baseline NAME")
+    bs.add_argument("name")
+    bs.add_argument("source")
+    bs.add_argument("--root", default="runs")
+    bs.add_argument("--mode", choices=("ship", "greedy", "sampled"), default="ship")
+    bs.set_defaults(func=cmd_baseline_set)
+    bc = blsub.add_parser("check", help="alert (exit 1) when RUN|STUDY falls below baseline NAME")
+    bc.add_argument("name")
+    bc.add_argument("source")
+    bc.add_argument("--root", default="runs")
+    bc.add_argument("--tolerance", default="3%", help="allowed fall, a percentage of |baseline| (default 3%%)")
+    bc.add_argument("--alpha", type=float, default=0.05)
+    bc.add_argument("--hook", help="shell command run on an alert (alert JSON on stdin)")
+    bc.add_argument("--json", action="store_true")
+    bc.set_defaults(func=cmd_baseline_check)
+
+    rp = sub.add_parser("report", help="one self-contained HTML report of a run, study or comparison")
+    rp.add_argument("source", help="run or study name, or a comparison JSON from runs/comparisons")
+    rp.add_argument("-o", "--output", default="report.html")
+    rp.add_argument("--root", default="runs")
+    rp.set_defaults(func=cmd_report)
 
     r = sub.add_parser("runs", help="list runs with status, steps and last return")
     r.add_argument("--root", default="runs")

@@ -79,3 +79,17 @@ def test_stratified_iqm_interval_and_t_interval():
     m, lo, hi = st.t_ci([1.0, 2.0, 3.0])
     assert m == 2.0 and lo < 2.0 < hi and np.isclose(hi - m, 4.303 * 1 / np.sqrt(3), atol=1e-3)
     assert st.probability_of_improvement([0, 0], [1, 1]) == 1.0
+
+
+def test_baseline_false_alarm_rate_under_aa_is_at_most_nominal():
+    from accord.eval.baseline import regression_p
+
+    rng = np.random.default_rng(5)
+    base, cand = rng.normal(10, 1, (SIMS, 10)), rng.normal(10, 1, (SIMS, 10))
+    strict = np.mean(regression_p(base, cand, 0.0) < 0.05)  # no tolerance: exactly the test's level
+    assert strict <= 0.05 + 0.02, strict
+    tolerant = np.mean(regression_p(base, cand, 0.03 * 10) < 0.05)  # 3% tolerance: fewer alarms still
+    assert tolerant <= strict
+    # A real fall of 10% (1 sd) beyond the 3% tolerance is caught most of the time.
+    fallen = rng.normal(9, 1, (SIMS, 10))
+    assert np.mean(regression_p(base, fallen, 0.3) < 0.05) > 0.3
