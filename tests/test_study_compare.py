@@ -154,3 +154,28 @@ def test_training_runs_the_protocol_and_the_live_baseline_check(tmp_path):
     # A random-ish 2-agent policy scores far below -5: the live check flags it once.
     assert any(r.get("baseline_alert") == 1.0 for r in records)
     assert [f["flag"] for f in read_flags(run.path)].count("baseline_regression") == 1
+
+
+def test_report_of_a_comparison_is_self_contained_and_renders(tmp_path, capsys):
+    import re
+    import shutil
+    import subprocess
+
+    root = tmp_path / "runs"
+    fake_study(root, "a", [-20, -21, -19])
+    fake_study(root, "b", [-10, -11, -9])
+    code, out, _ = cli_run(capsys, "compare", "a", "b", "--root", str(root), "--json")
+    stored = json.loads(out)["stored"]
+    out_html = tmp_path / "report.html"
+    code, _, err = cli_run(capsys, "report", stored, "--root", str(root), "-o", str(out_html))
+    assert code == 0, err
+    doc = out_html.read_text()
+    # Learning curves and the absolute metric; these synthetic runs have no checkpoint for contribution.
+    assert doc.count("data:image/png;base64,") == 2 and "better" in doc
+    assert not re.search(r"(src|href)=['\"]https?:", doc)  # nothing fetched from the network
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no headless browser installed; the file checks above passed")
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
+                          "--dump-dom", out_html.as_uri()], capture_output=True, text=True, timeout=60).stdout
+    assert 'data-plots-loaded="2"' in dom, dom[-500:]
