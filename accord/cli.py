@@ -447,6 +447,33 @@ def cmd_baseline_check(args: argparse.Namespace) -> int:
     return 1 if res["alert"] else 0
 
 
+def cmd_stability(args: argparse.Namespace) -> int:
+    from accord.eval.scores import SourceError, resolve, scores
+    from accord.eval.stability import stability
+    from accord.store import append_flags
+
+    src = resolve(args.root, args.study)
+    if len(src.runs) < 2:
+        raise SourceError(f"{src.label} has {len(src.runs)} finished run; stability across seeds needs at least 2")
+    per_seed = scores(src).per_seed
+    cv = float(per_seed.std(ddof=1) / max(abs(per_seed.mean()), 1e-12))
+    rep = stability(src.runs, probes=args.probes, return_cv=cv)
+    for f in rep.flags:
+        append_flags(next(r.path for r in src.runs if r.name == f["run"]), [f])
+    if args.json:
+        print(json.dumps(rep.to_dict()))
+        return 0
+    keys = [k for k in ("agreement", "js", "mean_spread") if k in rep.agents[0]]
+    print(f"{src.label}: {len(rep.runs)} seeds, {args.probes} probe observations, {rep.action_kind} actions")
+    print(_table([(a["agent"], *[a[k] for k in keys]) for a in rep.agents], ("agent", *keys)))
+    print(_table([(r, s, d, "HYPERSENSITIVE" if r in rep.hypersensitive else "",
+                   " ".join(f"{c:.2f}" for c in rep.churn.get(r, [])) or "-")
+                  for r, s, d in zip(rep.runs, rep.seeds, rep.per_seed_divergence, strict=True)],
+                 ("run", "seed", "divergence from other seeds", "flag", "churn between checkpoints")))
+    print(f"CV of the absolute-metric return across seeds: {cv:.3f}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from accord.report import write_report
 
@@ -526,6 +553,13 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--hook", help="shell command run on an alert (alert JSON on stdin)")
     bc.add_argument("--json", action="store_true")
     bc.set_defaults(func=cmd_baseline_check)
+
+    sb = sub.add_parser("stability", help="action variance across the seeds of a study on a probe set")
+    sb.add_argument("study")
+    sb.add_argument("--root", default="runs")
+    sb.add_argument("--probes", type=int, default=256)
+    sb.add_argument("--json", action="store_true")
+    sb.set_defaults(func=cmd_stability)
 
     rp = sub.add_parser("report", help="one self-contained HTML report of a run, study or comparison")
     rp.add_argument("source", help="run or study name, or a comparison JSON from runs/comparisons")

@@ -140,6 +140,28 @@ def _contribution(src: Source) -> str:
     return _png(fig) + note
 
 
+def _stability(src: Source) -> str:
+    from accord.eval.stability import stability
+
+    if len(src.runs) < 3:
+        return '<p class="muted">needs a study of at least 3 seeds</p>'
+    try:
+        rep = stability(src.runs, probes=128)
+    except (AccordError, IndexError) as e:
+        return f'<p class="muted">not available: {html.escape(str(e) or type(e).__name__)}</p>'
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    colors = ["#c33" if r in rep.hypersensitive else "#36c" for r in rep.runs]
+    ax.bar([str(s) for s in rep.seeds], rep.per_seed_divergence, color=colors)
+    ax.set(title="divergence of each seed's actions from the other seeds (probe set)", xlabel="seed",
+           ylabel="JS (nats)" if rep.action_kind == "discrete" else "mean |action - others|")
+    ax.grid(alpha=0.3, axis="y")
+    keys = [k for k in ("agreement", "js", "mean_spread") if k in rep.agents[0]]
+    table = _html_table(("agent", *keys), [(a["agent"], *[a[k] for k in keys]) for a in rep.agents])
+    flagged = ", ".join(rep.hypersensitive) or "none"
+    return _png(fig) + table + f"<p>seeds hypersensitive to initialization: {html.escape(flagged)}</p>"
+
+
 def _html_table(header: tuple[str, ...], rows: list[tuple]) -> str:
     def cell(v: Any) -> str:
         if isinstance(v, float):
@@ -200,7 +222,7 @@ def write_report(root: str | Path, source: str, output: str | Path) -> Path:
     img, table = _absolute_plot(sources)
     parts.append("<h2>Evaluation protocol: absolute metric</h2>" + img + table)
     parts.append("<h2>Per-agent contribution</h2>" + _contribution(sources[-1]))
-    parts.append('<h2>Action variance across seeds</h2><p class="muted">not measured yet (issue #9 part 5)</p>')
+    parts.append("<h2>Action variance across seeds</h2>" + _stability(sources[-1]))
     parts.append("<h2>Flags and alerts</h2>" + _flags(sources, root))
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
            f"<style>{_CSS}</style></head><body>{''.join(parts)}{_COUNT_PLOTS}</body></html>")

@@ -179,3 +179,33 @@ def test_report_of_a_comparison_is_self_contained_and_renders(tmp_path, capsys):
     dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
                           "--dump-dom", out_html.as_uri()], capture_output=True, text=True, timeout=60).stdout
     assert 'data-plots-loaded="2"' in dom, dom[-500:]
+
+
+def test_stability_flags_the_seed_that_acts_unlike_the_others(tmp_path):
+    import torch
+
+    from accord.envs.registry import make_env
+    from accord.eval.stability import stability
+    from accord.policy import Policy
+    from accord.store import save_checkpoint
+
+    root = tmp_path / "runs"
+    runs = [fake_run(root, f"st__s{s}", s, -20.0) for s in range(4)]
+    cfg = load_config(None, ["task.params.n_agents=2", "task.num_envs=2"])
+    env = make_env(cfg.task)
+    torch.manual_seed(0)
+    policy = Policy.build(env.spec, cfg.model)
+    env.close()
+    for i, run in enumerate(runs):
+        p = Policy.from_record(policy.record())
+        if i == 3:  # a seed whose policy is sharply peaked where the others are near uniform
+            with torch.no_grad():
+                for param in p.actor.head.parameters():
+                    param.mul_(200.0)
+        for steps in (1, 2):
+            save_checkpoint(run.checkpoints_dir / f"ckpt_{steps:012d}.pt",
+                            {"algorithm": "ppo", "algo": {"env_steps": steps}, "policy": p.record()})
+    rep = stability(runs, probes=64)
+    assert rep.hypersensitive == ["st__s3"]
+    assert 0 < rep.agents[0]["agreement"] <= 1 and rep.agents[0]["js"] > 0
+    assert rep.churn["st__s0"] == [0.0]  # the same weights in both checkpoints
