@@ -209,3 +209,19 @@ def test_stability_flags_the_seed_that_acts_unlike_the_others(tmp_path):
     assert rep.hypersensitive == ["st__s3"]
     assert 0 < rep.agents[0]["agreement"] <= 1 and rep.agents[0]["js"] > 0
     assert rep.churn["st__s0"] == [0.0]  # the same weights in both checkpoints
+
+
+def test_evaluation_does_not_change_training(tmp_path):
+    from accord.train import train
+
+    base = [f"runs_dir={tmp_path / 'runs'}", "task.params.n_agents=2", "task.num_envs=8", "ppo.rollout_len=10",
+            "ppo.epochs=1", "train.total_env_steps=800", "train.log_interval=200",
+            "credit.monitor.contribution_episodes=0", "logging.tensorboard=false"]
+    with_eval = train(load_config(None, [*base, "name=with", "eval.interval=400", "eval.episodes=4",
+                                         "eval.final_factor=1"]), progress=False)
+    without = train(load_config(None, [*base, "name=without", "eval.interval=0"]), progress=False)
+    keys = ("env_steps", "return_mean", "policy_loss", "value_loss")
+    a = [{k: r.get(k) for k in keys} for r in MetricsLog.read(with_eval.run.path) if "return_mean" in r]
+    b = [{k: r.get(k) for k in keys} for r in MetricsLog.read(without.run.path)]
+    assert a == b
+    assert not (without.run.path / "evals.jsonl").exists()
