@@ -83,6 +83,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                   f"{ev['policy']['return_mean']:.3f} +- {ev['policy']['return_std']:.3f}"),
                  ("return, random policy (same episodes)",
                   f"{ev['random']['return_mean']:.3f} +- {ev['random']['return_std']:.3f}")]
+    rows += _protocol_rows(result.run)  # evaluation protocol (accord.eval.protocol)
     report, flags = _run_contribution(result.run) if result.status == "finished" else (None, [])
     rows += [("flags", line) for line in _flag_lines(flags) or ["none"]]
     print()
@@ -169,6 +170,23 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 # -- studies, the evaluation protocol, A/B verdicts, baselines, reports (issue #9) -------------------
+
+def _protocol_rows(run: RunDir) -> list[tuple[str, str]]:
+    """Summary rows of the run's absolute metric (greedy and sampled, which one to ship)."""
+    from accord.eval.protocol import absolute_record
+
+    rec = absolute_record(run.path)
+    if rec is None:
+        return []
+    rows = []
+    for mode in ("greedy", "sampled"):
+        r = rec[mode]
+        succ = f", success {r['success_rate']:.3f}" if "success_rate" in r else ""
+        ship = "  <- ship" if rec.get("ship") == mode else ""
+        rows.append((f"absolute metric, {mode} (best.pt at {rec['env_steps']} steps, {r['episodes']} episodes)",
+                     f"{_ci(r['return_mean'], r['ci'])}{succ}{ship}"))
+    return rows
+
 
 def _resume_is_study(args: argparse.Namespace) -> bool:
     from accord.study import is_study
