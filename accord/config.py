@@ -180,6 +180,7 @@ class Config(Section):
     eval: EvalConfig = Field(default_factory=lambda: EvalConfig())
     baseline: BaselineConfig = Field(default_factory=lambda: BaselineConfig())
     compare: CompareConfig = Field(default_factory=lambda: CompareConfig())
+    drift: DriftConfig = Field(default_factory=lambda: DriftConfig())
 
     @property
     def centralized_critic(self) -> bool:
@@ -347,3 +348,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+class DriftConfig(Section):
+    """Credit drift over training (accord.eval.drift): contribution tracked at log points."""
+
+    interval: int = Field(0, ge=0, description="Log points between contribution measurements during "
+                          "training (0: off); stored in contribution.jsonl.")
+    episodes: int = Field(32, ge=2, description="Episodes per coalition for each measurement.")
+    threshold: float = Field(0.5, gt=0, description="Drift alert when an agent's correlation of contribution "
+                             "with success (or, without success, its share of the team's Shapley value) moves "
+                             "this far from its first measurement.")

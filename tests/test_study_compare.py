@@ -225,3 +225,22 @@ def test_evaluation_does_not_change_training(tmp_path):
     b = [{k: r.get(k) for k in keys} for r in MetricsLog.read(without.run.path)]
     assert a == b
     assert not (without.run.path / "evals.jsonl").exists()
+
+
+def test_credit_drift_is_measured_during_training_and_flags_a_change(tmp_path):
+    from accord.eval.drift import CONTRIBUTION_FILE, DriftMonitor
+    from accord.train import train
+
+    cfg = load_config(None, [f"runs_dir={tmp_path / 'runs'}", "name=drift", "task.params.n_agents=2",
+                             "task.num_envs=8", "ppo.rollout_len=10", "ppo.epochs=1", "train.total_env_steps=800",
+                             "train.log_interval=200", "credit.monitor.contribution_episodes=0", "eval.interval=0",
+                             "drift.interval=2", "drift.episodes=4", "drift.threshold=1e-9"])
+    run = train(cfg, progress=False).run
+    lines = (run.path / CONTRIBUTION_FILE).read_text().splitlines()
+    assert len(lines) == 2 and set(json.loads(lines[0])["tracked"]) == {"agent_0", "agent_1"}
+    assert "contribution_agent_0" in MetricsLog.read(run.path)[1]
+    # Any change beyond a ~zero threshold: each agent flagged once, at the second measurement.
+    drift = [f for f in read_flags(run.path) if f["flag"] == "credit_drift"]
+    assert {f["agent"] for f in drift} <= {"agent_0", "agent_1"} and len(drift) == len({f["agent"] for f in drift})
+    # A resumed monitor keeps the first measurement as its reference.
+    assert DriftMonitor(cfg, run.path).reference == json.loads(lines[0])["tracked"]

@@ -11,7 +11,8 @@ Results go to ``evals.jsonl`` and the ``evals`` index table (:mod:`accord.store.
 ``eval_*`` / ``absolute_*`` fields of ``metrics.jsonl``, to TensorBoard and MLflow. Evaluation forks
 the RNGs, so a run trains exactly the same with or without it.
 
-The same hook runs the live baseline check (``baseline.name``, :mod:`accord.eval.baseline`).
+The same hook runs the live baseline check (``baseline.name``, :mod:`accord.eval.baseline`) and
+credit-drift tracking (``drift.interval``, :mod:`accord.eval.drift`).
 """
 
 from __future__ import annotations
@@ -133,6 +134,11 @@ class EvalProtocol:
             truncate_evals(run.path, env_steps)
             for r in read_evals(run.path, "interval"):
                 self._track_best(r)
+        self.drift = None
+        if cfg.drift.interval > 0:
+            from accord.eval.drift import DriftMonitor
+
+            self.drift = DriftMonitor(cfg, run.path)
         self.baseline = None
         if cfg.baseline.name:
             from accord.eval.baseline import LiveBaselineCheck
@@ -162,6 +168,11 @@ class EvalProtocol:
             ev["best"] = self.best_steps == steps
             append_eval(self.run.path, ev)
             extra.update(metric_fields(ev, "eval"))
+        if self.drift is not None:
+            fields, flags = self.drift.observe(steps, policy)
+            extra.update(fields)
+            if flags:
+                append_flags(self.run.path, flags)
         if self.baseline is not None:
             fields, flag = self.baseline.observe({**record, **extra})
             extra.update(fields)
