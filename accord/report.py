@@ -88,7 +88,7 @@ def _curves_plot(sources: list[Source], title: str) -> str:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    fig.suptitle(title)
+    fig.tight_layout()
     return _png(fig)
 
 
@@ -98,10 +98,10 @@ def _absolute_plot(sources: list[Source]) -> tuple[str, str]:
     rows = []
     for i, src in enumerate(sources):
         sc = scores(src)
-        for mode, off, marker in (("greedy", -0.12, "o"), ("sampled", 0.12, "s")):
+        for mode, off, marker, color in (("greedy", -0.12, "o", "C0"), ("sampled", 0.12, "s", "C1")):
             vals = [r[mode] for r in sc.rows]
-            ax.scatter(np.full(len(vals), i + off), vals, marker=marker, label=f"{mode}" if i == 0 else None,
-                       alpha=0.8)
+            ax.scatter(np.full(len(vals), i + off), vals, marker=marker, color=color, alpha=0.8,
+                       label=f"{mode}" if i == 0 else None)
         for r in sc.rows:
             rows.append((src.name, r["seed"], r["run"], r["greedy"], r["sampled"], r.get(f"success_{sc.mode}"),
                          sc.mode))
