@@ -17,11 +17,11 @@ demo: $(STAMP)
 
 ## Set up, then run the whole test suite.
 test: $(STAMP)
-	$(BIN)/ruff check accord tests benchmarks
+	$(BIN)/ruff check accord tests benchmarks examples
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check accord tests benchmarks
+	$(BIN)/ruff check accord tests benchmarks examples
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py

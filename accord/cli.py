@@ -1,4 +1,4 @@
-"""``accord`` command line: train | eval | contribution | runs | tasks | config show.
+"""``accord`` command line: train | eval | contribution | export | runs | tasks | config show.
 
 User errors print one line (``error: ...``) and exit 2; ``--debug`` shows the traceback instead.
 """
@@ -16,7 +16,6 @@ from accord.errors import AccordError
 
 if TYPE_CHECKING:
     from accord.eval.contribution import ContributionReport
-    from accord.store import RunDir
 
 
 def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
@@ -45,64 +44,51 @@ def _flag_lines(flags: Sequence[dict[str, Any]]) -> list[str]:
     return [f"{f['flag'].replace('_', ' ')}: {f['detail']}" for f in flags]
 
 
-def _run_contribution(run: RunDir) -> tuple[ContributionReport | None, list[dict[str, Any]]]:
-    """Contribution report of a finished run (if its config asks for one) and all its flags, stored."""
-    from accord.config import build_config
-    from accord.eval.contribution import report_run
-    from accord.eval.flags import HACKING
-    from accord.store import append_flags, read_flags
-
-    report = None
-    if build_config(run.load_config()).credit.monitor.contribution_episodes > 0:
-        report = report_run(run.path, root=run.path.parent)
-        append_flags(run.path, report.flags)
-    hacking = [f for f in read_flags(run.path) if f["flag"] == HACKING]
-    return report, hacking + (report.flags if report is not None else [])
+def _return_cell(r: dict[str, float]) -> str:
+    """Mean +- std of the return, and the success rate when the task reports one."""
+    cell = f"{r['return_mean']:.3f} +- {r['return_std']:.3f}"
+    return cell + (f", success rate {r['success_rate']:.3f}" if "success_rate" in r else "")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from accord.config import load_config
-    from accord.evaluate import evaluate_run
+    from accord.api import train
     from accord.store.mlflow_sink import read_link
-    from accord.train import train
 
     if getattr(args, "seeds", None) or _resume_is_study(args):  # a multi-seed study (accord.study)
         return cmd_train_study(args)
-    if args.resume:
-        root_cfg = load_config(args.config, args.overrides)  # only to find runs_dir
-        result = train(root_cfg, resume=args.resume, overrides=args.overrides, progress=not args.no_progress)
-    else:
-        result = train(load_config(args.config, args.overrides), overrides=args.overrides,
-                       progress=not args.no_progress)
-    rows = [("run", result.run.name), ("status", result.status), ("env steps", result.env_steps),
-            ("wall time (s)", round(result.wall_s, 1)), ("env steps/s", round(result.fps)),
-            ("return (last 100 training episodes)", round(result.return_mean, 3))]
-    if args.eval_episodes > 0 and result.status == "finished":
-        ev = evaluate_run(result.run.path, root=result.run.path.parent, episodes=args.eval_episodes)
-        rows += [(f"return, greedy policy ({args.eval_episodes} eval episodes)",
-                  f"{ev['policy']['return_mean']:.3f} +- {ev['policy']['return_std']:.3f}"),
-                 ("return, random policy (same episodes)",
-                  f"{ev['random']['return_mean']:.3f} +- {ev['random']['return_std']:.3f}")]
-    rows += _protocol_rows(result.run)  # evaluation protocol (accord.eval.protocol)
-    report, flags = _run_contribution(result.run) if result.status == "finished" else (None, [])
-    rows += [("flags", line) for line in _flag_lines(flags) or ["none"]]
+    r = train(args.config, args.overrides, resume=args.resume, runs_dir=args.runs_dir,
+              eval_episodes=args.eval_episodes, progress=not args.no_progress)
+    if r.status == "already finished":
+        print(f"run {r.run.name} already finished at {r.env_steps} env steps; extend it with "
+              f"train.total_env_steps={2 * r.env_steps}")
+        return 0
+    rows = [("run", r.run.name), ("status", r.status), ("env steps", r.env_steps),
+            ("wall time (s)", round(r.wall_s, 1)), ("env steps/s", round(r.fps)),
+            ("return (last 100 training episodes)", round(r.train_return, 3))]
+    if r.greedy is not None and r.random is not None:
+        rows += [(f"return, greedy policy ({args.eval_episodes} eval episodes)", _return_cell(r.greedy)),
+                 ("return, random policy (same episodes)", _return_cell(r.random))]
+    rows += _protocol_rows(r.run)  # evaluation protocol (accord.eval.protocol)
+    if r.finished:
+        rows += [("flags", line) for line in _flag_lines(r.flags) or ["none"]]
     print()
     print(_table(rows, ("result", "value")))
-    if report is not None:
-        print(f"\ncontribution ({report.episodes} episodes, absent agents: {report.replacement}):")
-        print(_contribution_table(report))
-    print(f"\nstored in {result.run.path}  (metrics.jsonl, tb/, checkpoints/)")
-    print(f"resume with: accord train --resume {result.run.name}")
-    link = read_link(result.run.path)
+    if r.contribution is not None:
+        print(f"\ncontribution ({r.contribution.episodes} episodes, absent agents: {r.contribution.replacement}):")
+        print(_contribution_table(r.contribution))
+    print(f"\nstored in {r.run.path}  (metrics.jsonl, tb/, checkpoints/)")
+    print(f"resume with: accord train --resume {r.run.name}")
+    link = read_link(r.run.path)
     if link is not None:
         print(f"mlflow: run {link['run_id']} in experiment '{link.get('experiment')}' at {link['tracking_uri']}")
-    return 0 if result.status == "finished" else 130
+    return 0 if r.finished else 130
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from accord.evaluate import evaluate_run
 
-    ev = evaluate_run(args.run, root=args.root, episodes=args.episodes, deterministic=not args.stochastic)
+    ev = evaluate_run(args.run, root=args.runs_dir, episodes=args.episodes, deterministic=not args.stochastic,
+                      progress=True)
     if args.json:
         print(json.dumps(ev))
     else:
@@ -116,9 +102,9 @@ def cmd_contribution(args: argparse.Namespace) -> int:
     from accord.eval.flags import HACKING
     from accord.store import RunDir, append_flags, read_flags
 
-    report = report_run(args.run, root=args.root, checkpoint=args.checkpoint, episodes=args.episodes,
-                        replacement=args.replacement, deterministic=True if args.greedy else None)
-    run = RunDir.open(args.root, args.run)
+    report = report_run(args.run, root=args.runs_dir, checkpoint=args.checkpoint, episodes=args.episodes,
+                        replacement=args.replacement, deterministic=True if args.greedy else None, progress=True)
+    run = RunDir.open(args.runs_dir, args.run)
     append_flags(run.path, report.flags)
     flags = [f for f in read_flags(run.path) if f["flag"] == HACKING] + report.flags
     if args.json:
@@ -137,18 +123,38 @@ def cmd_contribution(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from accord.export import export_run
+
+    res = export_run(args.run, args.out, checkpoint=args.checkpoint, root=args.runs_dir, opset=args.opset,
+                     tolerance=args.tolerance, parity_obs=args.parity_obs, latency_calls=args.latency_calls,
+                     force=args.force, log=print)
+    m = res.manifest
+    rows = [(a["name"], a["graph"], a["params"], a["flops"], f"{a['parity']['max_abs_diff']:.2e}",
+             a["latency"]["onnxruntime"]["p50_us"], a["latency"]["onnxruntime"]["p99_us"],
+             a["latency"]["torch"]["p50_us"], a["latency"]["torch"]["p99_us"]) for a in m["agents"]]
+    print()
+    print(_table(rows, ("agent", "graph", "params", "FLOPs/decision", "parity max|diff|", "ort p50 us",
+                        "ort p99 us", "torch p50 us", "torch p99 us")))
+    print(f"\nparity: max abs diff {m['parity']['max_abs_diff']:.3g} (tolerance {m['parity']['tolerance']:g}) "
+          f"on {m['parity']['observations_per_agent']} recorded observations per agent; latency: batch 1, one thread")
+    print(f"bundle written to {res.out}  (manifest.json, parity.json, {len(m['agents'])} ONNX graphs, opset "
+          f"{m['onnx_opset']})")
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from accord.store import RunIndex
 
     if args.rebuild:
-        RunIndex.rebuild(args.root).close()
-    with RunIndex(args.root) as index:
+        RunIndex.rebuild(args.runs_dir).close()
+    with RunIndex(args.runs_dir) as index:
         index.reconcile()
         runs = index.list()
     if not runs:
-        print(f"no runs in {args.root}")
+        print(f"no runs in {args.runs_dir}")
         return 0
-    _print_studies(args.root)  # studies (accord.study), above the runs
+    _print_studies(args.runs_dir)  # studies (accord.study), above the runs
     rows = [(r["name"], r["status"], r["env_steps"] or 0,
              "-" if r["last_return"] is None else round(r["last_return"], 3), r["created"][:19]) for r in runs]
     print(_table(rows, ("run", "status", "env_steps", "last_return", "created")))
@@ -171,7 +177,7 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 # -- studies, the evaluation protocol, A/B verdicts, baselines, reports (issue #9) -------------------
 
-def _protocol_rows(run: RunDir) -> list[tuple[str, str]]:
+def _protocol_rows(run: Any) -> list[tuple[str, str]]:
     """Summary rows of the run's absolute metric (greedy and sampled, which one to ship)."""
     from accord.eval.protocol import absolute_record
 
@@ -199,6 +205,8 @@ def _resume_is_study(args: argparse.Namespace) -> bool:
 def _runs_root(args: argparse.Namespace) -> str:
     from accord.config import load_config
 
+    if args.runs_dir is not None:
+        return args.runs_dir
     return load_config(args.config, args.overrides).runs_dir
 
 
@@ -293,14 +301,14 @@ def cmd_eval_stats(args: argparse.Namespace) -> int:
     from accord.eval.stats import iqm_stratified_ci
     from accord.study import is_study
 
-    if len(args.run) == 1 and not is_study(args.root, args.run[0]):
+    if len(args.run) == 1 and not is_study(args.runs_dir, args.run[0]):
         return _eval_one_run(args)
     if args.checkpoint or args.episodes or args.seed is not None:
         raise SourceError("--checkpoint, --episodes and --seed apply to one run; studies use their stored "
                           "absolute metric")
     per_task, out = [], []
     for name in args.run:
-        src = resolve(args.root, name)
+        src = resolve(args.runs_dir, name)
         sc = scores(src, args.mode)
         if len(sc.per_seed) < 2:
             raise SourceError(f"{src.label} has {len(sc.per_seed)} finished seed; a confidence interval across "
@@ -334,13 +342,13 @@ def _eval_one_run(args: argparse.Namespace) -> int:
     from accord.store import RunDir, load_checkpoint, resolve_checkpoint
     from accord.store.evals import append_eval
 
-    run = RunDir.open(args.root, args.run[0])
+    run = RunDir.open(args.runs_dir, args.run[0])
     cfg = build_config(run.load_config())
     if args.checkpoint or args.episodes or args.seed is not None:
         ckpt = args.checkpoint
         if ckpt is None and (run.checkpoints_dir / BEST_CHECKPOINT).is_file():
             ckpt = BEST_CHECKPOINT
-        path = resolve_checkpoint(run.path, ckpt, args.root)
+        path = resolve_checkpoint(run.path, ckpt, args.runs_dir)
         payload = load_checkpoint(path)
         policy = Policy.from_checkpoint(payload, str(path), cfg.train.device)
         episodes = args.episodes or cfg.eval.episodes * cfg.eval.final_factor
@@ -379,17 +387,18 @@ def _side(args: argparse.Namespace, text: str, label: str):
     from accord.eval.scores import resolve
     from accord.study import Study, is_study, run_study
 
-    if text.endswith((".yaml", ".yml")) and Path(text).is_file() and not is_study(args.root, text):
+    if text.endswith((".yaml", ".yml")) and Path(text).is_file() and not is_study(args.runs_dir, text):
         from accord.config import load_config
 
-        cfg = load_config(text, [*args.overrides, f"runs_dir={args.root}"])
+        cfg = load_config(text, [*args.overrides, f"runs_dir={args.runs_dir}"])
         seeds = args.seeds or cfg.compare.seeds
         name = f"{Path(text).stem}__cmp{label}__{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        study = Study.create(args.root, name, text, [*args.overrides, f"runs_dir={args.root}"], list(range(seeds)))
+        overrides = [*args.overrides, f"runs_dir={args.runs_dir}"]
+        study = Study.create(args.runs_dir, name, text, overrides, list(range(seeds)))
         print(f"{label}: training {text} as study {name} ({seeds} seeds, {args.parallel} at once)", flush=True)
         run_study(study, args.parallel, echo=True)
         text = name
-    return resolve(args.root, text)
+    return resolve(args.runs_dir, text)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -422,7 +431,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     v = compare_scores(xa, xb, unit=unit, alpha=args.alpha, margin=margin * abs(float(xa.mean())))
     v.a = {"name": a.name, "kind": a.kind, "mode": sa.mode, "task": a.task, "runs": [r["run"] for r in sa.rows]}
     v.b = {"name": b.name, "kind": b.kind, "mode": sb.mode, "task": b.task, "runs": [r["run"] for r in sb.rows]}
-    out = Path(args.root) / "comparisons" / f"{a.name}__vs__{b.name}__{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.runs_dir) / "comparisons" / f"{a.name}__vs__{b.name}__{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(jsonable(v.to_dict()), indent=1))
     if args.json:
@@ -440,12 +450,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_baseline_set(args: argparse.Namespace) -> int:
     from accord.eval.baseline import baseline_path, set_baseline
 
-    rec = set_baseline(args.root, args.name, args.source, args.mode)
+    rec = set_baseline(args.runs_dir, args.name, args.source, args.mode)
     ret = rec["metrics"]["return"]
     print(f"baseline {args.name}: {rec['kind']} {rec['source']} ({len(rec['runs'])} runs, {rec['mode']} actions), "
           f"return {_ci(ret['mean'], ret['ci'])} (t CI), IQM {_ci(ret['iqm'], ret['iqm_ci'])}; "
           f"curve band over {len(rec['curve']['env_steps'])} log points")
-    print(f"stored in {baseline_path(args.root, args.name)}")
+    print(f"stored in {baseline_path(args.runs_dir, args.name)}")
     return 0
 
 
@@ -453,7 +463,7 @@ def cmd_baseline_check(args: argparse.Namespace) -> int:
     from accord.eval.baseline import check, parse_tolerance
 
     tol = parse_tolerance(args.tolerance)
-    res = check(args.root, args.name, args.source, tol, args.alpha, args.hook)
+    res = check(args.runs_dir, args.name, args.source, tol, args.alpha, args.hook)
     if args.json:
         print(json.dumps(res))
     else:
@@ -470,7 +480,7 @@ def cmd_stability(args: argparse.Namespace) -> int:
     from accord.eval.stability import stability
     from accord.store import append_flags
 
-    src = resolve(args.root, args.study)
+    src = resolve(args.runs_dir, args.study)
     if len(src.runs) < 2:
         raise SourceError(f"{src.label} has {len(src.runs)} finished run; stability across seeds needs at least 2")
     per_seed = scores(src).per_seed
@@ -495,9 +505,16 @@ def cmd_stability(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from accord.report import write_report
 
-    path = write_report(args.root, args.source, args.output)
+    path = write_report(args.runs_dir, args.source, args.output)
     print(f"report written to {path}")
     return 0
+
+
+def _runs_dir_option(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """``--runs-dir`` on every command (``--root``: its old spelling, still accepted)."""
+    parser.add_argument("--runs-dir", dest="runs_dir", default=default, metavar="DIR",
+                        help=f"folder of the runs (default: {default or 'the config key runs_dir'})")
+    parser.add_argument("--root", dest="runs_dir", help=argparse.SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -509,7 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config", nargs="?", help="config file, e.g. configs/spread_mappo.yaml (default: built-in defaults)")
     t.add_argument("overrides", nargs="*", help="overrides like ppo.lr=3e-4 task.num_envs=128")
     t.add_argument("--resume", metavar="RUN", help="continue a run from its last checkpoint")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
+    _runs_dir_option(t, None)  # train: the same as the override runs_dir=DIR
     t.add_argument("--eval-episodes", type=int, default=256, help="greedy eval episodes at the end (0: none)")
     t.add_argument("--seeds", help="train a study: one process per seed, e.g. 0-9 or 0,3,7")
     t.add_argument("--parallel", type=int, default=1, help="study: seeds trained at once")
@@ -519,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate runs or studies: mean with t CI per run, IQM with bootstrap CI "
                        "across seeds and tasks")
     e.add_argument("run", nargs="+", help="run or study names (several studies: one stratum per task)")
-    e.add_argument("--root", default="runs")
+    _runs_dir_option(e, "runs")
     e.add_argument("--episodes", type=int, help="evaluate now on this many episodes (default: the stored "
                    "absolute metric, else eval.episodes x eval.final_factor)")
     e.add_argument("--checkpoint", help="run: checkpoint file, name (best.pt) or env-step count")
@@ -532,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     co = sub.add_parser("contribution", help="per-agent contribution (ablation, Shapley) and flags of a checkpoint")
     co.add_argument("run")
-    co.add_argument("--root", default="runs")
+    _runs_dir_option(co, "runs")
     co.add_argument("--checkpoint", help="checkpoint file or env-step count (default: the latest)")
     co.add_argument("--episodes", type=int,
                     help="episodes per coalition (default: credit.monitor.contribution_episodes)")
@@ -545,7 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("a")
     cp.add_argument("b")
     cp.add_argument("overrides", nargs="*", help="overrides for configs trained here")
-    cp.add_argument("--root", default="runs")
+    _runs_dir_option(cp, "runs")
     cp.add_argument("--mode", choices=("ship", "greedy", "sampled"), default="ship")
     cp.add_argument("--margin", help="non-inferiority margin as a percentage of |A|, e.g. 2%%")
     cp.add_argument("--alpha", type=float, default=0.05)
@@ -559,13 +577,13 @@ def build_parser() -> argparse.ArgumentParser:
     bs = blsub.add_parser("set", help="store RUN|STUDY as baseline NAME")
     bs.add_argument("name")
     bs.add_argument("source")
-    bs.add_argument("--root", default="runs")
+    _runs_dir_option(bs, "runs")
     bs.add_argument("--mode", choices=("ship", "greedy", "sampled"), default="ship")
     bs.set_defaults(func=cmd_baseline_set)
     bc = blsub.add_parser("check", help="alert (exit 1) when RUN|STUDY falls below baseline NAME")
     bc.add_argument("name")
     bc.add_argument("source")
-    bc.add_argument("--root", default="runs")
+    _runs_dir_option(bc, "runs")
     bc.add_argument("--tolerance", default="3%", help="allowed fall, a percentage of |baseline| (default 3%%)")
     bc.add_argument("--alpha", type=float, default=0.05)
     bc.add_argument("--hook", help="shell command run on an alert (alert JSON on stdin)")
@@ -574,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sb = sub.add_parser("stability", help="action variance across the seeds of a study on a probe set")
     sb.add_argument("study")
-    sb.add_argument("--root", default="runs")
+    _runs_dir_option(sb, "runs")
     sb.add_argument("--probes", type=int, default=256)
     sb.add_argument("--json", action="store_true")
     sb.set_defaults(func=cmd_stability)
@@ -582,11 +600,23 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="one self-contained HTML report of a run, study or comparison")
     rp.add_argument("source", help="run or study name, or a comparison JSON from runs/comparisons")
     rp.add_argument("-o", "--output", default="report.html")
-    rp.add_argument("--root", default="runs")
+    _runs_dir_option(rp, "runs")
     rp.set_defaults(func=cmd_report)
 
+    x = sub.add_parser("export", help="export a run's policy as ONNX graphs + manifest (parity-checked)")
+    x.add_argument("run", help="run name, run folder or checkpoint file")
+    x.add_argument("--out", required=True, help="bundle folder to write (must not exist or be empty)")
+    x.add_argument("--checkpoint", help="checkpoint file or env-step count (default: the latest)")
+    _runs_dir_option(x, "runs")
+    x.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    x.add_argument("--tolerance", type=float, default=1e-5, help="max abs diff onnxruntime vs torch (default 1e-5)")
+    x.add_argument("--parity-obs", type=int, default=1000, help="recorded observations per agent for parity")
+    x.add_argument("--latency-calls", type=int, default=2000, help="timed batch-1 calls per agent and runtime")
+    x.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    x.set_defaults(func=cmd_export)
+
     r = sub.add_parser("runs", help="list runs with status, steps and last return")
-    r.add_argument("--root", default="runs")
+    _runs_dir_option(r, "runs")
     r.add_argument("--rebuild", action="store_true", help="rebuild the index from the run folders")
     r.set_defaults(func=cmd_runs)
 

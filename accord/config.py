@@ -7,7 +7,9 @@ reported together, one line each, with the closest valid key suggested for typos
 
 from __future__ import annotations
 
+import copy
 import difflib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,8 +28,14 @@ class Section(BaseModel):
 
 
 class TaskConfig(Section):
-    name: str = Field("spread", description="Task from `accord tasks`, or 'pettingzoo' for any ParallelEnv.")
-    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the task.")
+    name: str = Field("spread", description="Task from `accord tasks`, 'pettingzoo' for any ParallelEnv, or "
+                      "'package.module:Name' for your own: a ParallelEnv class or factory, a module with "
+                      "parallel_env(), or a vectorized class Cls(num_envs, device, **params) "
+                      "(docs/bring-your-own-env.md).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the task. Per-env "
+                                   "(PettingZoo) tasks also take team_reward: sum | mean (the team reward is "
+                                   "the sum or the mean of the agents' rewards, default sum) and "
+                                   "episode_limit: steps before truncation (default: the env's max_cycles).")
     num_envs: int = Field(64, ge=1, description="Envs stepped together (B).")
     guard: bool = Field(True, description="Validate every env output (shapes, dtypes, NaN).")
 
@@ -40,6 +48,10 @@ class ModelConfig(Section):
     agent_id: bool = Field(True, description="Append a one-hot agent id to inputs.")
     activation: Literal["relu", "tanh"] = "relu"
     input_norm: bool = Field(True, description="LayerNorm on network inputs (Yu et al. 2022).")
+    encoders: dict[str, str] = Field(default_factory=dict, description="Observation modality -> "
+                                     "'package.module:Class' replacing its built-in encoder: an nn.Module "
+                                     "built as Class(shape) (the per-agent shape of that modality) with an "
+                                     "int attribute out_dim, mapping [..., *shape] to [..., out_dim].")
 
 
 class PPOConfig(Section):
@@ -104,8 +116,8 @@ class MonitorConfig(Section):
     shapley_permutations: int = Field(64, ge=2, description="Permutations sampled for Shapley values of "
                                       "teams above 6 agents (exact below).")
     lazy_tolerance: float = Field(0.05, ge=0, description="An agent is lazy when the team succeeds and the "
-                                  "95% CI of its contribution reaches below this fraction of the team's gain "
-                                  "over the empty team.")
+                                  "whole 95% CI of its contribution (its upper end) is below this fraction of "
+                                  "the team's gain over the empty team.")
     success_threshold: float = Field(0.5, ge=0, le=1, description="Success rate from which the team counts "
                                      "as succeeding (tasks without info['success']: beating the empty team).")
     hacking_window: int = Field(8, ge=3, description="Log points over which a rising training return with "
@@ -116,7 +128,8 @@ class MonitorConfig(Section):
 
 class CreditConfig(Section):
     name: str = Field("shared", description="Credit-assignment method from accord.credit.CREDIT "
-                      "(shared, individual, ...); each names the algorithms and architectures it fits.")
+                      "(shared, individual, ...); each names the algorithms and architectures it fits. "
+                      "'package.module:Class' names a CreditModule (ppo) or Mixer (q) subclass.")
     individual_weight: float = Field(0.5, ge=0, le=1, description="mixed: weight w of the individual "
                                      "reward, r = (1 - w) r_team + w r_individual.")
     critic_lr: float = Field(1e-3, gt=0, description="counterfactual, attention: Q critic; shaped: "
@@ -167,7 +180,8 @@ class Config(Section):
     name: str | None = Field(None, description="Run name (default: task__algorithm__seed__time).")
     seed: int = 0
     architecture: Literal["ctde", "decentralized", "hierarchical"] = "ctde"
-    algorithm: str = Field("ppo", description="Learner from accord.algos.ALGORITHMS.")
+    algorithm: str = Field("ppo", description="Learner from accord.algos.ALGORITHMS, or "
+                           "'package.module:Class' with the same interface.")
     runs_dir: str = "runs"
     task: TaskConfig = Field(default_factory=TaskConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -191,19 +205,30 @@ class Config(Section):
 
     def compatibility_problems(self) -> list[str]:
         """Cross-field rules; each problem is one line naming the keys and the allowed choices."""
-        from accord.algos import ALGORITHMS
+        from accord.algos import resolve_algorithm
         from accord.credit import CREDIT
+        from accord.credit.potential import load_potential
         from accord.envs.registry import task_problems
+        from accord.models.encoders import load_encoder
+        from accord.plugins import is_plugin
         from accord.store.mlflow_sink import mlflow_problems
 
-        problems = []
-        if self.algorithm not in ALGORITHMS:
-            problems.append(f"algorithm: unknown '{self.algorithm}'; allowed: {', '.join(ALGORITHMS)}")
-        method = CREDIT.get(self.credit.name)
-        if method is None:
-            problems.append(f"credit.name: unknown '{self.credit.name}'; allowed: {', '.join(CREDIT)}")
-        else:
-            if self.algorithm not in method.algorithms:
+        problems: list[str] = []
+
+        def resolve(key: str, lookup: Callable[[str], Any], name: str) -> Any:
+            try:
+                return lookup(name)
+            except ConfigError as e:
+                problems.append(f"{key}: {e}")
+                return None
+
+        resolve("algorithm", resolve_algorithm, self.algorithm)
+        for modality, encoder in self.model.encoders.items():
+            resolve(f"model.encoders.{modality}", load_encoder, encoder)
+        method = resolve("credit.name", CREDIT.resolve, self.credit.name)
+        if method is not None:
+            # A user learner decides itself which credit methods it uses.
+            if not is_plugin(self.algorithm) and self.algorithm not in method.algorithms:
                 fits = [n for n, m in CREDIT.items() if self.algorithm in m.algorithms]
                 problems.append(f"credit.name: '{self.credit.name}' does not work with algorithm "
                                 f"'{self.algorithm}'; allowed: {', '.join(fits)}")
@@ -217,9 +242,8 @@ class Config(Section):
         if self.credit.critic_hidden % self.credit.attention_heads:
             problems.append(f"credit.attention_heads: {self.credit.attention_heads} does not divide "
                             f"credit.critic_hidden ({self.credit.critic_hidden})")
-        if self.credit.potential is not None and ":" not in self.credit.potential:
-            problems.append(f"credit.potential: '{self.credit.potential}' must look like "
-                            "'package.module:function'")
+        if self.credit.potential is not None:
+            resolve("credit.potential", load_potential, self.credit.potential)
         if self.architecture == "hierarchical":
             problems.append("architecture: 'hierarchical' is not available yet; allowed: ctde, decentralized")
         if self.architecture == "decentralized" and self.ppo.critic == "centralized":
@@ -328,12 +352,37 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _without(data: dict[str, Any], locs: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """A copy of ``data`` without the values at ``locs`` (so defaults stand in for them)."""
+    out = copy.deepcopy(data)
+    for loc in locs:
+        node: Any = out
+        for part in loc[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(loc[-1], None)
+    return out
+
+
 def build_config(data: dict[str, Any]) -> Config:
-    """Validate a plain dict; raise one ConfigError listing every problem."""
+    """Validate a plain dict; raise one ConfigError listing every problem.
+
+    Schema errors do not hide cross-field ones: the cross-field rules also run on the config with
+    the invalid values left at their defaults (skipping rules about the keys already reported).
+    """
     try:
         cfg = Config.model_validate(data)
     except ValidationError as e:
-        raise ConfigError("invalid config: " + "; ".join(_describe(err) for err in e.errors())) from None
+        errors = e.errors()
+        problems = [_describe(err) for err in errors]
+        bad = {".".join(str(p) for p in err["loc"]) for err in errors}
+        try:
+            rest = Config.model_validate(_without(data, [err["loc"] for err in errors]))
+        except ValidationError:
+            rest = None  # e.g. a section that is not a mapping: nothing more to check
+        if rest is not None:
+            problems += [p for p in rest.compatibility_problems() if p.split(":")[0] not in bad]
+        raise ConfigError("invalid config: " + "; ".join(problems)) from None
     problems = cfg.compatibility_problems()
     if problems:
         raise ConfigError("invalid config: " + "; ".join(problems))

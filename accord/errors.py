@@ -24,3 +24,7 @@ class CheckpointError(AccordError):
 
 class RunStoreError(AccordError):
     """The run store cannot be read or written (missing run, full disk, permissions)."""
+
+
+class ExportError(AccordError):
+    """A policy cannot be exported (bad options, missing packages, ONNX parity failure)."""

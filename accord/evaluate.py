@@ -7,6 +7,8 @@ alone, the env from the run's task config.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -16,6 +18,7 @@ from accord.config import build_config
 from accord.envs.base import VecEnv
 from accord.envs.registry import make_env
 from accord.policy import Policy
+from accord.progress import phase
 from accord.store import RunDir
 
 
@@ -31,8 +34,9 @@ def random_actions(env: VecEnv, avail: Tensor, gen: torch.Generator) -> Tensor:
 
 @torch.no_grad()
 def evaluate_policy(env: VecEnv, policy: Policy | None, episodes: int, deterministic: bool = True,
-                    seed: int = 12345) -> dict[str, float]:
-    """Team return over ``episodes`` finished episodes (``policy=None`` plays uniformly at random)."""
+                    seed: int = 12345, advance: Callable[[int], None] | None = None) -> dict[str, float]:
+    """Team return over ``episodes`` finished episodes (``policy=None`` plays uniformly at random);
+    ``advance(k)`` is told of every k episodes that finish (progress display)."""
     gen = torch.Generator(device=env.device).manual_seed(seed)
     step = env.reset(seed=seed)
     starts = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)
@@ -50,7 +54,10 @@ def evaluate_policy(env: VecEnv, policy: Policy | None, episodes: int, determini
         ret += step.reward
         done = step.done
         if bool(done.any()):
-            returns += ret[done].tolist()
+            finished = ret[done].tolist()
+            if advance is not None:
+                advance(min(len(finished), episodes - len(returns)))
+            returns += finished
             if "success" in step.info:
                 successes += step.info["success"][done].tolist()
             ret = ret.masked_fill(done, 0.0)
@@ -65,8 +72,8 @@ def evaluate_policy(env: VecEnv, policy: Policy | None, episodes: int, determini
 
 
 def evaluate_run(run: str | Path, root: str | Path = "runs", episodes: int = 100, deterministic: bool = True,
-                 num_envs: int | None = None, seed: int = 12345, checkpoint: str | Path | None = None
-                 ) -> dict[str, dict[str, float]]:
+                 num_envs: int | None = None, seed: int = 12345, checkpoint: str | Path | None = None,
+                 progress: bool = False) -> dict[str, dict[str, float]]:
     """Evaluate a stored run's policy (latest checkpoint by default) next to a random policy on the
     same env seeds. Only the run's task config and the checkpoint's policy are read."""
     run_dir = RunDir.open(root, run)
@@ -74,8 +81,10 @@ def evaluate_run(run: str | Path, root: str | Path = "runs", episodes: int = 100
     policy = Policy.load(run_dir.path, checkpoint, device=cfg.train.device)
     cfg.task.num_envs = num_envs or min(episodes, cfg.task.num_envs)
     env = make_env(cfg.task, cfg.runner.kind, cfg.runner.workers, cfg.train.device)
+    label = f"eval ({episodes} episodes, {'greedy' if deterministic else 'sampled'} policy and random)"
     try:
-        return {"policy": evaluate_policy(env, policy, episodes, deterministic, seed),
-                "random": evaluate_policy(env, None, episodes, seed=seed)}
+        with phase(label, 2 * episodes, "episode") if progress else nullcontext() as advance:
+            return {"policy": evaluate_policy(env, policy, episodes, deterministic, seed, advance),
+                    "random": evaluate_policy(env, None, episodes, seed=seed, advance=advance)}
     finally:
         env.close()

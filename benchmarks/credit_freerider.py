@@ -3,7 +3,7 @@
     taskset -c 0 python benchmarks/credit_freerider.py            # shared, counterfactual, attention, individual
     python benchmarks/credit_freerider.py --methods shared,counterfactual --seeds 3 --steps 30000
 
-Every run trains MAPPO (``architecture: ctde``) with one credit method through :func:`accord.train.train`
+Every run trains MAPPO (``architecture: ctde``) with one credit method through :func:`accord.loop.train`
 (run store, metrics, reward-hacking monitor), then evaluates its final checkpoint with
 :func:`accord.eval.contribution.report_run`: the team return over 512 episodes (sampled actions, as
 trained; the same env seeds for every run) and the lazy-agent flags. The reward-hacking case trains
@@ -30,8 +30,8 @@ from accord.config import load_config
 from accord.eval.contribution import report_run
 from accord.eval.flags import HACKING
 from accord.eval.stats import bootstrap_ci, iqm
+from accord.loop import train
 from accord.store import append_flags, read_flags
-from accord.train import train
 
 COMMON = ["task.name=freerider", "task.num_envs=64", "ppo.rollout_len=10", "ppo.epochs=5", "ppo.minibatches=2",
           "train.log_interval=1280", "train.checkpoint_interval_s=1e9", "credit.monitor.contribution_episodes=512"]

@@ -26,7 +26,7 @@ import torch
 from accord.config import load_config
 from accord.envs.registry import make_env
 from accord.evaluate import random_actions
-from accord.train import build_learner, train_step
+from accord.loop import build_learner, train_step
 
 
 def _rate(fn, steps_per_call: int, seconds: float) -> float:

@@ -27,7 +27,7 @@ import torch
 from accord.config import load_config
 from accord.envs.registry import make_env
 from accord.evaluate import random_actions
-from accord.train import build_learner, train_step
+from accord.loop import build_learner, train_step
 
 sys.path.insert(0, str(Path(__file__).parent))
 from throughput import _rate, print_table, summarize  # noqa: E402  (shared with the PPO benchmark)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from accord.config import load_config
 from accord.envs.registry import make_env
 from accord.evaluate import evaluate_policy
-from accord.train import build_learner, seed_everything, train_step
+from accord.loop import build_learner, seed_everything, train_step
 
 
 def train_and_evaluate(config: str | None, overrides: list[str], steps: int, episodes: int = 256

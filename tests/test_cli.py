@@ -42,7 +42,7 @@ def test_debug_flag_shows_the_traceback():
 
 def _train_tiny(root, name="tiny") -> None:
     with pytest.raises(SystemExit) as e:
-        cli.main(["train", f"runs_dir={root}", f"name={name}", "task.params.n_agents=2", "task.num_envs=4",
+        cli.main(["train", "--runs-dir", str(root), f"name={name}", "task.params.n_agents=2", "task.num_envs=4",
                   "ppo.rollout_len=5", "ppo.epochs=1", "train.total_env_steps=100", "train.log_interval=20",
                   "--no-progress", "--eval-episodes", "0"])
     assert e.value.code == 0
@@ -102,7 +102,7 @@ def test_bad_env_output_fails_cleanly_and_marks_the_run(tmp_path, monkeypatch, c
 def test_runs_lists_and_survives_a_corrupt_index(tmp_path):
     root = tmp_path / "runs"
     _train_tiny(root, "listed")
-    proc = run_cli("runs", "--root", str(root))
+    proc = run_cli("runs", "--runs-dir", str(root))
     assert proc.returncode == 0 and "listed" in proc.stdout and "finished" in proc.stdout
     (root / "index.sqlite").write_bytes(b"garbage" * 100)
     for extra in ("index.sqlite-wal", "index.sqlite-shm"):
@@ -111,5 +111,5 @@ def test_runs_lists_and_survives_a_corrupt_index(tmp_path):
     assert_one_error_line(proc, "--rebuild")
     with pytest.raises(sqlite3.DatabaseError):  # nothing half-fixed behind the user's back
         sqlite3.connect(root / "index.sqlite").execute("select * from runs").fetchall()
-    proc = run_cli("runs", "--root", str(root), "--rebuild")
+    proc = run_cli("runs", "--root", str(root), "--rebuild")  # the old spelling of --runs-dir still works
     assert proc.returncode == 0 and "listed" in proc.stdout

@@ -77,3 +77,15 @@ def test_dump_round_trips(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text(dump_config(cfg))
     assert load_config(p) == cfg
+
+
+def test_schema_errors_do_not_hide_cross_field_problems():
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["seed=x", "architecture=decentralized", "ppo.critic=centralized", "credit.name=vdn"])
+    msg = str(e.value)
+    assert msg.startswith("invalid config: seed: ") and "\n" not in msg
+    assert "ppo.critic: 'centralized' needs architecture 'ctde'" in msg
+    assert "credit.name: 'vdn' does not work with algorithm 'ppo'" in msg
+    with pytest.raises(ConfigError) as e:  # a rule about a key that is itself invalid is not repeated
+        load_config(None, ["credit.name=3", "credit.attention_heads=5"])
+    assert "credit.attention_heads: 5 does not divide" in str(e.value) and "credit.name: unknown" not in str(e.value)

@@ -133,8 +133,8 @@ def test_accord_contribution_reports_any_checkpoint_and_stores_its_flags(tmp_pat
 
     from accord.cli import main
     from accord.config import load_config
+    from accord.loop import train
     from accord.store import list_checkpoints, read_flags
-    from accord.train import train
 
     cfg = load_config(None, ["task.name=freerider", "task.num_envs=16", "ppo.rollout_len=10", "ppo.epochs=1",
                              f"runs_dir={tmp_path}", "name=tiny", "train.total_env_steps=320",
@@ -152,3 +152,23 @@ def test_accord_contribution_reports_any_checkpoint_and_stores_its_flags(tmp_pat
     with pytest.raises(SystemExit):
         main(["contribution", "tiny", "--root", str(tmp_path), "--checkpoint", "999"])
     assert "no checkpoint '999' in run tiny" in capsys.readouterr().err
+
+
+def _report(ci: tuple[float, float]):
+    from accord.eval.contribution import AgentContribution, ContributionReport
+
+    agents = [AgentContribution(f"agent_{i}", 3.0, (2.0, 4.0), 3.0, (2.0, 4.0), None) for i in range(2)]
+    agents.append(AgentContribution("agent_2", sum(ci) / 2, ci, sum(ci) / 2, ci, None))
+    return ContributionReport(agents, team_return=10.0, team_return_ci=(9.0, 11.0), empty_return=0.0,
+                              success_rate=0.9, shapley_method="exact", episodes=64, replacement="noop",
+                              deterministic=False, source={"run": "r", "checkpoint": "c", "env_steps": 1})
+
+
+def test_lazy_means_the_whole_interval_is_below_the_tolerance():
+    # A modest but real share (17 % of the team's gain, CI clear of zero) is not lazy...
+    assert mark_lazy(_report((0.9, 2.5)), tolerance=0.05, success_threshold=0.5) == []
+    # ...nor is one whose interval merely reaches below the tolerance.
+    assert mark_lazy(_report((-0.2, 1.5)), tolerance=0.05, success_threshold=0.5) == []
+    flags = mark_lazy(_report((-0.1, 0.3)), tolerance=0.05, success_threshold=0.5)
+    assert [f["agent"] for f in flags] == ["agent_2"]
+    assert "the whole interval is below 0.05 x the team's gain = 0.5" in flags[0]["detail"]

@@ -8,7 +8,7 @@ from batches import random_batch
 from accord.config import load_config
 from accord.credit.attention import AttentionCritic
 from accord.envs.registry import make_env
-from accord.train import build_learner, train_step
+from accord.loop import build_learner, train_step
 
 
 def _spec(n_agents: int = 4):

@@ -14,8 +14,8 @@ from accord.credit.base import policy_probs
 from accord.credit.counterfactual import ComaCritic, Counterfactual, counterfactual_advantage, td_lambda_returns
 from accord.envs.registry import make_env
 from accord.errors import ConfigError
+from accord.loop import build_learner, train_step
 from accord.rollout import Rollout
-from accord.train import build_learner, train_step
 
 
 def test_counterfactual_advantage_matches_brute_force_on_a_random_joint_q_table():

@@ -10,8 +10,8 @@ from accord.config import load_config
 from accord.credit import CREDIT
 from accord.credit.base import CreditContext
 from accord.envs.registry import make_env
+from accord.loop import build_learner, train_step
 from accord.store import load_checkpoint, save_checkpoint
-from accord.train import build_learner, train_step
 
 PPO_METHODS = [name for name, m in CREDIT.items() if "ppo" in m.algorithms]
 

@@ -13,7 +13,7 @@ from accord.credit.base import CreditContext, team_reward
 from accord.credit.potential import Potential
 from accord.envs.registry import make_env
 from accord.errors import ConfigError
-from accord.train import build_learner, train_step
+from accord.loop import build_learner, train_step
 
 
 def _write_module(tmp_path, monkeypatch, name: str, body: str) -> str:
@@ -41,11 +41,11 @@ def test_a_potential_of_the_wrong_shape_is_refused_before_training(tmp_path, mon
 def test_a_missing_potential_or_a_malformed_name_is_refused(tmp_path, monkeypatch):
     mod = _write_module(tmp_path, monkeypatch, "potentials_missing", "X = 3\n")
     spec = make_env(_cfg().task).spec
-    with pytest.raises(ConfigError, match="cannot load 'potentials_missing:nope'"):
+    with pytest.raises(ConfigError, match="cannot import 'potentials_missing:nope'"):
         Potential(_cfg(f"credit.potential={mod}:nope"), spec)
-    with pytest.raises(ConfigError, match="is a int, not a function"):
+    with pytest.raises(ConfigError, match="potential 'potentials_missing:X' is int 3; expected a function"):
         Potential(_cfg(f"credit.potential={mod}:X"), spec)
-    with pytest.raises(ConfigError, match="must look like 'package.module:function'"):
+    with pytest.raises(ConfigError, match="credit.potential: potential 'no_colon' must look like"):
         _cfg("credit.potential=no_colon")
 
 

@@ -10,8 +10,8 @@ from accord.config import load_config
 from accord.credit.base import masked_mean, normalize, reward_gae
 from accord.credit.shaped import Shaped, extrinsic_gradient, meta_objective, policy_sensitivity
 from accord.envs.registry import make_env
+from accord.loop import build_learner, train_step
 from accord.models.actor_critic import Actor
-from accord.train import build_learner, train_step
 
 # torch's forward-mode AD scripts its decompositions on first use; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")

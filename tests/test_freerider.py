@@ -11,8 +11,8 @@ from accord.envs.tasks.freerider import FarmableFreeRider, FreeRider, random_ret
 from accord.errors import ConfigError
 from accord.eval.contribution import contribution_report
 from accord.eval.flags import HACKING, mark_lazy
+from accord.loop import build_learner, seed_everything, train, train_step
 from accord.store import list_runs, read_flags
-from accord.train import build_learner, seed_everything, train, train_step
 
 FREERIDER_PPO = ["task.name=freerider", "task.num_envs=64", "ppo.rollout_len=10", "ppo.epochs=5",
                  "ppo.minibatches=2"]

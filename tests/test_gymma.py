@@ -21,8 +21,8 @@ from accord.envs.gymma import GymmaEnv  # noqa: E402
 from accord.envs.pettingzoo import PettingZooVecEnv  # noqa: E402
 from accord.envs.registry import make_env  # noqa: E402
 from accord.errors import ConfigError, EnvError  # noqa: E402
+from accord.loop import train  # noqa: E402
 from accord.runners.subproc import SubprocVecEnv  # noqa: E402
-from accord.train import train  # noqa: E402
 
 LBF = "lbforaging:Foraging-8x8-2p-2f-coop-v3"
 CONFIG = Path(__file__).parents[1] / "configs" / "lbf_8x8_mappo.yaml"

@@ -12,9 +12,9 @@ import pytest
 
 from accord.config import load_config
 from accord.errors import ConfigError
+from accord.loop import train
 from accord.store import MetricsLog
 from accord.store.mlflow_sink import MLFLOW_FILE, flatten_params, log_artifacts, mlflow_installed, resolve_uri
-from accord.train import train
 
 if mlflow_installed():
     from mlflow.tracking import MlflowClient
@@ -100,6 +100,18 @@ def test_log_artifacts_uploads_into_the_runs_mlflow_run(mlflow_run, tmp_path):
     assert not log_artifacts(elsewhere)  # not inside a run linked to MLflow: nothing to do
     assert log_artifacts(elsewhere, "reports", run_dir=result.run.path)
     assert [f.path for f in client.list_artifacts(link["run_id"], "reports")] == ["reports/report.txt"]
+
+
+@needs_mlflow
+def test_export_sends_the_bundle_to_the_runs_mlflow_run(mlflow_run, tmp_path):
+    from accord.export import export_run
+
+    root, result = mlflow_run
+    export_run(result.run.name, tmp_path / "bundle", root=root, parity_obs=50, latency_calls=20)
+    link = _link(result.run.path)
+    client = MlflowClient(tracking_uri=link["tracking_uri"])
+    uploaded = {f.path for f in client.list_artifacts(link["run_id"], "export/bundle")}
+    assert {"export/bundle/manifest.json", "export/bundle/agent_0.onnx"} <= uploaded
 
 
 @needs_mlflow

@@ -9,9 +9,9 @@ import torch
 from accord.config import load_config
 from accord.envs.registry import make_env
 from accord.errors import CheckpointError, EnvError, RunStoreError
+from accord.loop import build_learner, seed_everything, train, train_step
 from accord.policy import Policy
 from accord.store import load_checkpoint, save_checkpoint
-from accord.train import build_learner, seed_everything, train, train_step
 
 KINDS = {
     "mappo": [],

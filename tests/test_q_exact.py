@@ -25,7 +25,7 @@ from accord.envs.base import EnvSpec
 from accord.envs.registry import make_env
 from accord.envs.tasks.matrix import MatrixGame
 from accord.evaluate import evaluate_policy
-from accord.train import build_learner, seed_everything, train_step
+from accord.loop import build_learner, seed_everything, train_step
 
 UNIFORM = ["algorithm=q", "q.epsilon_start=1", "q.epsilon_finish=1", "model.hidden=32"]
 QTRAN = [[8.0, -12.0, -12.0], [-12.0, 0.0, 0.0], [-12.0, 0.0, 0.0]]

@@ -12,8 +12,8 @@ from training_process import start_training, wait_for_checkpoint
 from accord.config import build_config
 from accord.envs.registry import make_env
 from accord.evaluate import evaluate_run
+from accord.loop import build_learner, train
 from accord.store import RunDir, latest_checkpoint, load_checkpoint
-from accord.train import build_learner, train
 
 LOG_EVERY = 400  # a multiple of the 8 envs x 25 steps collected per iteration
 Q_RUN = ["algorithm=q", "credit.name=qmix", "task.name=foraging",

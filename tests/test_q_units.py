@@ -17,10 +17,10 @@ from accord.envs.registry import make_env
 from accord.envs.tasks.matrix import MatrixGame, TwoStep
 from accord.envs.tasks.spread import Spread
 from accord.errors import CheckpointError, ConfigError, EnvError
+from accord.loop import build_learner, seed_everything, train_step
 from accord.models.q_agent import QAgent
 from accord.replay import EpisodeBuffer, EpisodeBuilder, episode_bytes
 from accord.runners import Runner
-from accord.train import build_learner, seed_everything, train_step
 
 Q = ["algorithm=q", "credit.name=qmix"]
 SPEC = EnvSpec(n_agents=3, obs_shapes={"vector": (4,)}, state_dim=14, action_kind="discrete", n_actions=5,

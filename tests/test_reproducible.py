@@ -3,7 +3,7 @@
 import json
 
 from accord.config import load_config
-from accord.train import train
+from accord.loop import train
 
 VOLATILE = {"wall_s", "fps"}
 

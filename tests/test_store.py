@@ -308,3 +308,13 @@ def test_corrupt_index_is_reported_and_rebuilt(tmp_path):
         [row] = index.list()
     assert row["name"] == run.name and row["seed"] == 7 and row["algorithm"] == "mappo"
     assert row["env_steps"] == 300 and row["last_return"] == 4.0 and row["status"] == "interrupted"
+
+
+def test_a_flag_is_written_once(tmp_path):
+    from accord.store import append_flags, read_flags
+
+    lazy = {"flag": "lazy_agent", "agent": "a", "checkpoint": "ckpt_1.pt", "env_steps": 1, "detail": "x"}
+    append_flags(tmp_path, [lazy, lazy])
+    append_flags(tmp_path, [lazy, {**lazy, "checkpoint": "ckpt_2.pt"}, {**lazy, "agent": "b"}])
+    assert [(f["agent"], f["checkpoint"]) for f in read_flags(tmp_path)] == [
+        ("a", "ckpt_1.pt"), ("a", "ckpt_2.pt"), ("b", "ckpt_1.pt")]

@@ -131,7 +131,7 @@ def test_baseline_alerts_on_a_regression_and_runs_the_hook(tmp_path, capsys):
 
 
 def test_training_runs_the_protocol_and_the_live_baseline_check(tmp_path):
-    from accord.train import train
+    from accord.loop import train
 
     root = tmp_path / "runs"
     fake_study(root, "ref", [-5, -5.5, -4.5], steps=(400, 800, 1200, 1600))
@@ -212,7 +212,7 @@ def test_stability_flags_the_seed_that_acts_unlike_the_others(tmp_path):
 
 
 def test_evaluation_does_not_change_training(tmp_path):
-    from accord.train import train
+    from accord.loop import train
 
     base = [f"runs_dir={tmp_path / 'runs'}", "task.params.n_agents=2", "task.num_envs=8", "ppo.rollout_len=10",
             "ppo.epochs=1", "train.total_env_steps=800", "train.log_interval=200",
@@ -229,7 +229,7 @@ def test_evaluation_does_not_change_training(tmp_path):
 
 def test_credit_drift_is_measured_during_training_and_flags_a_change(tmp_path):
     from accord.eval.drift import CONTRIBUTION_FILE, DriftMonitor
-    from accord.train import train
+    from accord.loop import train
 
     cfg = load_config(None, [f"runs_dir={tmp_path / 'runs'}", "name=drift", "task.params.n_agents=2",
                              "task.num_envs=8", "ppo.rollout_len=10", "ppo.epochs=1", "train.total_env_steps=800",

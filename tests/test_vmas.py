@@ -16,7 +16,7 @@ from accord.envs.guard import GuardedVecEnv  # noqa: E402
 from accord.envs.registry import make_env  # noqa: E402
 from accord.envs.vmas import VmasVecEnv  # noqa: E402
 from accord.errors import ConfigError  # noqa: E402
-from accord.train import train  # noqa: E402
+from accord.loop import train  # noqa: E402
 
 CONFIG = Path(__file__).parents[1] / "configs" / "vmas_navigation_mappo.yaml"
 

@@ -13,7 +13,6 @@ The shaping term goes to every agent; the extrinsic team return is what is repor
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 import torch
@@ -24,19 +23,13 @@ from accord.credit.base import CreditContext, RewardCredit, team_reward
 from accord.credit.state_value import StateValue
 from accord.envs.base import EnvSpec
 from accord.errors import ConfigError
+from accord.plugins import load_object
 from accord.rollout import Rollout
 
 
 def load_potential(target: str) -> Callable[[Tensor], Tensor]:
     """The function named by 'package.module:function'; ConfigError if it cannot be imported."""
-    module, _, attr = target.partition(":")
-    try:
-        fn = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"credit.potential: cannot load '{target}' ({e})") from None
-    if not callable(fn):
-        raise ConfigError(f"credit.potential: '{target}' is a {type(fn).__name__}, not a function")
-    return fn
+    return load_object(target, "potential", callable, "a function of states [..., S] -> [...]")
 
 
 class Potential(RewardCredit):

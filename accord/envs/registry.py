@@ -5,6 +5,11 @@ Vectorized tasks (built-in, and VMAS) are classes ``Cls(num_envs, device, **para
 ``PettingZooVecEnv`` (or ``SubprocVecEnv`` workers) batch ``num_envs`` of them, with
 ``params: {env, kwargs, team_reward, episode_limit}``. ``pettingzoo`` takes a module whose
 ``parallel_env(**kwargs)`` builds one env; ``gymma`` takes a gymnasium id with tuple spaces.
+
+``task.name: package.module:Name`` names user code: a class whose ``__init__`` takes ``num_envs`` is
+vectorized like the built-ins; anything else (a ``ParallelEnv`` class or factory function, or a module
+with ``parallel_env``) builds one env per call from ``task.params``, minus the adapter's
+``team_reward`` and ``episode_limit``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import torch
 
 from accord.envs.base import VecEnv
 from accord.errors import ConfigError
+from accord.plugins import Registry, is_plugin, load_object
 
 if TYPE_CHECKING:
     from accord.config import TaskConfig
@@ -31,13 +37,39 @@ class TaskEntry:
     summary: str
     per_env: bool = False  # target(env, kwargs) builds one ParallelEnv, batched by the PettingZoo adapter
     factory_params: tuple[str, ...] = ()  # per_env tasks: further task.params passed to target
+    user: bool = False  # a user's task.name: task.params, less the adapter's, are its keyword arguments
 
     def load(self) -> Any:
-        module, attr = self.target.split(":")
-        return getattr(importlib.import_module(module), attr)
+        return load_object(self.target, "task")
 
 
-TASKS: dict[str, TaskEntry] = {
+ADAPTER_PARAMS = ("team_reward", "episode_limit")  # per-env tasks: read by the PettingZoo adapter
+TEAM_REWARDS = ("sum", "mean")
+_USER_TASK_KINDS = ("a PettingZoo ParallelEnv class or factory function, a module with parallel_env(), "
+                    "or a vectorized class Cls(num_envs, device, **params)")
+
+
+def _is_task(obj: Any) -> bool:
+    return hasattr(obj, "parallel_env") if inspect.ismodule(obj) else callable(obj)
+
+
+def _load_task(spec: str) -> TaskEntry:
+    obj = load_object(spec, "task", _is_task, _USER_TASK_KINDS)
+    vectorized = isinstance(obj, type) and "num_envs" in inspect.signature(obj).parameters
+    return TaskEntry(spec, f"user task {spec}", per_env=not vectorized, user=True)
+
+
+def _env_factory(obj: Any) -> Any:
+    """What builds one env of a user's per-env task: the object, or its module's ``parallel_env``."""
+    return obj.parallel_env if inspect.ismodule(obj) else obj
+
+
+def user_env(spec: str, kwargs: dict[str, Any]) -> Any:
+    """Module-level (picklable) factory for one env of a user's per-env task ``package.module:Name``."""
+    return _env_factory(load_object(spec, "task"))(**kwargs)
+
+
+TASKS: Registry[TaskEntry] = Registry("task", {
     "spread": TaskEntry("accord.envs.tasks.spread:Spread",
                         "cooperative navigation: N agents cover N landmarks (MPE simple_spread)"),
     "foraging": TaskEntry("accord.envs.tasks.foraging:Foraging",
@@ -62,9 +94,7 @@ TASKS: dict[str, TaskEntry] = {
                        "gymnasium multi-agent env with tuple spaces (lbforaging, rware): "
                        "params {env: 'lbforaging:Foraging-8x8-2p-2f-coop-v3', kwargs: {...}, action_masks: false}",
                        per_env=True, factory_params=("action_masks",)),
-}
-
-_PZ_PARAMS = {"env", "kwargs", "team_reward", "episode_limit"}
+}, _load_task)
 
 
 def _closest(name: str, choices: list[str]) -> str:
@@ -73,27 +103,53 @@ def _closest(name: str, choices: list[str]) -> str:
 
 
 def task_problems(task: TaskConfig, runner_kind: str) -> list[str]:
-    """Config-time checks of the task section: known task, known parameters, runner fit."""
-    if task.name not in TASKS:
+    """Config-time checks of the task section: known task (or importable user task), parameters, runner fit."""
+    if task.name not in TASKS and not is_plugin(task.name):
         return [f"task.name: unknown task '{task.name}'{_closest(task.name, list(TASKS))}; "
-                f"allowed: {', '.join(TASKS)}"]
-    entry = TASKS[task.name]
+                f"allowed: {', '.join(TASKS)}, or 'package.module:Name'"]
+    try:
+        entry = TASKS.resolve(task.name)
+        target = entry.load()
+    except ConfigError as e:
+        return [f"task.name: {e}"]
     if entry.per_env:
-        allowed = sorted(_PZ_PARAMS | set(entry.factory_params))
-        problems = [f"task.params.{k}: unknown parameter{_closest(k, allowed)}; allowed: {', '.join(allowed)}"
-                    for k in task.params if k not in allowed]
+        problems = _adapter_problems(task.params)
+        rest = {k: v for k, v in task.params.items() if k not in ADAPTER_PARAMS}
+        if entry.user:
+            return problems + _unknown_params(task.name, _env_factory(target), rest, ())
+        allowed = sorted({"env", "kwargs", *entry.factory_params, *ADAPTER_PARAMS})
+        problems += [f"task.params.{k}: unknown parameter{_closest(k, allowed)}; allowed: {', '.join(allowed)}"
+                     for k in rest if k not in allowed]
         if "env" not in task.params:
             problems.append(f"task.params.env: required for task '{task.name}' (see `accord tasks`)")
         return problems
     if runner_kind == "subproc":
         return [f"runner.kind: 'subproc' runs PettingZoo envs in worker processes; task "
                 f"'{task.name}' is already vectorized, use runner.kind=sync"]
-    params = inspect.signature(entry.load()).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return []  # open parameters (e.g. a VMAS scenario's): the class checks them when built
-    allowed = [p for p in params if p not in ("num_envs", "device")]
-    return [f"task.params.{k}: unknown parameter of '{task.name}'{_closest(k, allowed)}; "
-            f"allowed: {', '.join(allowed)}" for k in task.params if k not in allowed]
+    return _unknown_params(task.name, target, task.params, ("num_envs", "device"))
+
+
+def _adapter_problems(params: dict[str, Any]) -> list[str]:
+    problems = []
+    if params.get("team_reward", "sum") not in TEAM_REWARDS:
+        problems.append(f"task.params.team_reward: got {params['team_reward']!r}; allowed: {', '.join(TEAM_REWARDS)}")
+    limit = params.get("episode_limit")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        problems.append(f"task.params.episode_limit: got {limit!r}; allowed: a whole number of steps >= 1, or null")
+    return problems
+
+
+def _unknown_params(name: str, target: Any, params: dict[str, Any], reserved: tuple[str, ...]) -> list[str]:
+    """Keys of ``params`` that ``target`` does not take (none when it takes ``**kwargs``)."""
+    try:
+        signature = inspect.signature(target).parameters
+    except (TypeError, ValueError):  # builtins without a signature: checked when built
+        return []
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.values()):
+        return []  # open parameters (e.g. a VMAS scenario's): the target checks them when built
+    allowed = [p for p in signature if p not in reserved]
+    return [f"task.params.{k}: unknown parameter of '{name}'{_closest(k, allowed)}; "
+            f"allowed: {', '.join(allowed) or 'none'}" for k in params if k not in allowed]
 
 
 def pettingzoo_env(module: str, kwargs: dict[str, Any]) -> Any:
@@ -105,14 +161,33 @@ def pettingzoo_env(module: str, kwargs: dict[str, Any]) -> Any:
     return mod.parallel_env(**kwargs)
 
 
+def raw_env(task: TaskConfig) -> dict[str, Any] | None:
+    """How to build one raw PettingZoo env of a per-env task without accord (for deployment):
+    ``{"factory": "module" (its parallel_env) or "module:Name", "kwargs": {...}, "team_reward": ...}``;
+    None for vectorized tasks, and for adapters that reshape the env (gymma)."""
+    entry = TASKS[task.name]
+    rest = dict(task.params)
+    adapter = {k: rest.pop(k) for k in ADAPTER_PARAMS if k in rest}
+    if entry.user and entry.per_env:
+        factory, kwargs = task.name, rest
+    elif task.name == "pettingzoo":
+        factory, kwargs = rest["env"], rest.get("kwargs", {})
+    else:
+        return None
+    return {"factory": factory, "kwargs": kwargs, "team_reward": adapter.get("team_reward", "sum")}
+
+
 def make_env(task: TaskConfig, runner_kind: str = "sync", workers: int | None = None,
              device: str | torch.device = "cpu") -> VecEnv:
     """Build the batch of envs a config asks for, guarded unless ``task.guard`` is off."""
     entry = TASKS[task.name]
     if entry.per_env:
-        params = dict(task.params)
-        extra = {k: params.pop(k) for k in entry.factory_params if k in params}
-        factory = functools.partial(entry.load(), params.pop("env"), params.pop("kwargs", {}), **extra)
+        rest = dict(task.params)
+        params = {k: rest.pop(k) for k in ADAPTER_PARAMS if k in rest}
+        if entry.user:
+            factory = functools.partial(user_env, task.name, rest)
+        else:
+            factory = functools.partial(entry.load(), rest.pop("env"), rest.pop("kwargs", {}), **rest)
         factories = [factory] * task.num_envs
         if runner_kind == "subproc":
             from accord.runners.subproc import SubprocVecEnv

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from accord.eval.flags import mark_lazy
 from accord.eval.stats import bootstrap_ci, mean_ci_t
 from accord.evaluate import random_actions
 from accord.policy import Policy
+from accord.progress import phase
 from accord.store import RunDir, load_checkpoint, resolve_checkpoint
 
 EXACT_MAX_AGENTS = 6
@@ -145,9 +147,12 @@ def sampled_shapley(value: Value, n: int, permutations: int, gen: torch.Generato
 
 
 def contribution_report(env: VecEnv, policy: Policy, *, seed: int = 12345, replacement: str = "noop",
-                        noop_action: int = 0, deterministic: bool = False,
-                        permutations: int = 64) -> ContributionReport:
-    """Ablation and Shapley values of every agent over one episode per env of ``env`` (E = num_envs)."""
+                        noop_action: int = 0, deterministic: bool = False, permutations: int = 64,
+                        advance: Callable[[int], None] | None = None) -> ContributionReport:
+    """Ablation and Shapley values of every agent over one episode per env of ``env`` (E = num_envs).
+
+    ``advance(1)`` is called after each coalition played (for progress display).
+    """
     spec = env.spec
     n = spec.n_agents
     if spec.action_kind == "discrete" and not 0 <= noop_action < spec.n_actions:
@@ -161,6 +166,8 @@ def contribution_report(env: VecEnv, policy: Policy, *, seed: int = 12345, repla
             present = torch.tensor([bool(mask >> i & 1) for i in range(n)])
             ret, success = coalition_returns(env, policy, present, seed, replacement, noop_action, deterministic)
             cache[mask] = ret.double().cpu()
+            if advance is not None:
+                advance(1)
             if mask == (1 << n) - 1:
                 team_success[0] = None if success is None else success.cpu()
         return cache[mask]
@@ -199,11 +206,11 @@ def _correlation(x: np.ndarray, success: Tensor | None) -> float | None:
 
 def report_run(run: str | Path, root: str | Path = "runs", checkpoint: str | Path | None = None,
                episodes: int | None = None, replacement: str | None = None,
-               deterministic: bool | None = None, seed: int = 12345) -> ContributionReport:
+               deterministic: bool | None = None, seed: int = 12345, progress: bool = False) -> ContributionReport:
     """Contribution report of a stored run's checkpoint (latest by default), rebuilt from the run store.
 
     Unset options come from the run's ``credit.monitor`` config; lazy agents are marked and flagged
-    (:func:`accord.eval.flags.mark_lazy`).
+    (:func:`accord.eval.flags.mark_lazy`). ``progress`` shows the coalitions played (accord.progress).
     """
     run_dir = RunDir.open(root, run)
     cfg = build_config(run_dir.load_config())
@@ -214,10 +221,14 @@ def report_run(run: str | Path, root: str | Path = "runs", checkpoint: str | Pat
     cfg.task.num_envs = episodes or mon.contribution_episodes or 128
     env = make_env(cfg.task, cfg.runner.kind, cfg.runner.workers, cfg.train.device)
     try:
-        report = contribution_report(
-            env, policy, seed=seed, replacement=replacement or mon.replacement, noop_action=mon.noop_action,
-            deterministic=mon.deterministic if deterministic is None else deterministic,
-            permutations=mon.shapley_permutations)
+        n = env.spec.n_agents
+        with phase(f"contribution ({cfg.task.num_envs} episodes per coalition)",
+                   2**n if n <= EXACT_MAX_AGENTS else None, "coalition") if progress else nullcontext() as advance:
+            report = contribution_report(
+                env, policy, seed=seed, replacement=replacement or mon.replacement,
+                noop_action=mon.noop_action,
+                deterministic=mon.deterministic if deterministic is None else deterministic,
+                permutations=mon.shapley_permutations, advance=advance)
     finally:
         env.close()
     report.source = {"run": run_dir.name, "checkpoint": ckpt_path.name, "env_steps": int(payload["algo"]["env_steps"])}

@@ -2,9 +2,10 @@
 
 - **Lazy agent**: the team succeeds (success rate at least ``success_threshold``, or, for tasks
   without ``info["success"]``, a team return above the empty team's), yet one agent's measured
-  contribution is not distinguishable from nothing: the 95 % interval of its ablation
-  ``v(N) - v(N \\ {i})`` reaches below ``tolerance`` times the team's gain over the empty team.
-  An agent that harms the team is flagged too.
+  contribution is confidently small: the whole 95 % interval of its ablation ``v(N) - v(N \\ {i})``
+  lies below ``tolerance`` times the team's gain over the empty team. An interval that merely reaches
+  below it (an agent doing a modest but real share) is not a flag. An agent that harms the team is
+  flagged too.
 - **Reward hacking**: over the last ``window`` log points the training return rises while the
   env's goal metric (``success_rate``, from ``info["success"]``) falls: both least-squares
   slopes significant (p < 0.05) and the fitted success rate down by at least ``min_drop``.
@@ -36,14 +37,16 @@ def mark_lazy(report: ContributionReport, tolerance: float, success_threshold: f
         succeeding = gain > 0 and report.team_return_ci[0] > report.empty_return
     flags = []
     for agent in report.agents:
-        agent.lazy = succeeding and agent.ablation_ci[0] <= tolerance * max(gain, 0.0)
+        threshold = tolerance * max(gain, 0.0)
+        agent.lazy = succeeding and agent.ablation_ci[1] < threshold
         if agent.lazy:
             flags.append({
                 "flag": LAZY, "agent": agent.name, **report.source, "contribution": agent.ablation,
                 "contribution_ci": list(agent.ablation_ci), "team_gain": gain,
                 "success_rate": report.success_rate,
                 "detail": f"{agent.name} adds {agent.ablation:.3g} (95% CI {agent.ablation_ci[0]:.3g} to "
-                          f"{agent.ablation_ci[1]:.3g}) of the team's {gain:.3g} over the empty team",
+                          f"{agent.ablation_ci[1]:.3g}) of the team's {gain:.3g} over the empty team; "
+                          f"lazy: the whole interval is below {tolerance:g} x the team's gain = {threshold:.3g}",
             })
     return flags
 

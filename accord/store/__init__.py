@@ -8,6 +8,7 @@
 
 from accord.store.atomic import atomic_write_bytes, atomic_write_text
 from accord.store.checkpoint import (
+    checkpoint_env_steps,
     checkpoint_path,
     latest_checkpoint,
     list_checkpoints,
@@ -33,6 +34,7 @@ __all__ = [
     "append_flags",
     "atomic_write_bytes",
     "atomic_write_text",
+    "checkpoint_env_steps",
     "checkpoint_path",
     "latest_checkpoint",
     "list_checkpoints",

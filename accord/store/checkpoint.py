@@ -86,6 +86,14 @@ def list_checkpoints(directory: PathLike) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def checkpoint_env_steps(path: PathLike) -> int:
+    """The env-step count in a checkpoint's file name (``ckpt_<env_steps>.pt``)."""
+    match = _NAME.match(Path(path).name)
+    if match is None:
+        raise CheckpointError(f"{path} is not named like a checkpoint (ckpt_<env_steps>.pt)")
+    return int(match.group(1))
+
+
 def latest_checkpoint(directory: PathLike) -> Path | None:
     """Newest checkpoint that verifies; corrupt newer ones (e.g. from a crash) are skipped with a warning."""
     for path in reversed(list_checkpoints(directory)):

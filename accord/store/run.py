@@ -98,7 +98,7 @@ class RunDir:
         }
         try:
             run.checkpoints_dir.mkdir()
-            atomic_write_text(run.config_path, yaml.safe_dump(dict(config_dict), sort_keys=False))
+            run.save_config(config_dict)
             atomic_write_text(run.meta_path, yaml.safe_dump(meta, sort_keys=False))
         except OSError as e:
             shutil.rmtree(path, ignore_errors=True)
@@ -124,8 +124,15 @@ class RunDir:
         raise RunStoreError(f"no run {wanted!r} in {root}; closest existing runs: {', '.join(close)}")
 
     def load_config(self) -> dict[str, Any]:
-        """The resolved config the run was started with."""
+        """The run's effective config: as started, with the overrides of its resumes."""
         return _read_yaml(self.config_path)
+
+    def save_config(self, config_dict: Mapping[str, Any]) -> None:
+        """Replace the run's effective config atomically (e.g. a resume that extends the run)."""
+        try:
+            atomic_write_text(self.config_path, yaml.safe_dump(dict(config_dict), sort_keys=False))
+        except OSError as e:
+            raise RunStoreError(f"cannot write {self.config_path}: {e.strerror or e}") from e
 
     def meta(self) -> dict[str, Any]:
         """The run's identity: name, task, algorithm, seed and creation time."""

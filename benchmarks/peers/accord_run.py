@@ -25,7 +25,7 @@ def main() -> None:
 
     from accord.config import load_config
     from accord.evaluate import evaluate_run
-    from accord.train import train
+    from accord.loop import train
 
     with tempfile.TemporaryDirectory(prefix="accord_peers_") as runs:
         cfg = load_config(args.config, [*args.overrides, f"runs_dir={runs}"])

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from accord.algos import ALGORITHMS
 from accord.config import Config, apply_overrides, build_config
@@ -26,12 +25,14 @@ from accord.envs.base import VecEnv
 from accord.envs.registry import make_env
 from accord.errors import CheckpointError
 from accord.eval.flags import RewardHackingMonitor
+from accord.progress import TrainProgress
 from accord.runners import Learner, Runner, make_runner
 from accord.store import (
     MetricsLog,
     RunDir,
     RunIndex,
     append_flags,
+    checkpoint_env_steps,
     checkpoint_path,
     latest_checkpoint,
     list_checkpoints,
@@ -52,7 +53,7 @@ class RunResult:
     wall_s: float
     fps: float
     return_mean: float
-    status: str  # finished | interrupted
+    status: str  # finished | interrupted | already finished (a resume with nothing left to do)
 
 
 def seed_everything(seed: int) -> None:
@@ -102,6 +103,9 @@ def train(cfg: Config | None = None, *, resume: str | None = None, overrides: li
         root = Path(cfg.runs_dir) if cfg is not None else Path("runs")
         run = RunDir.open(root, resume)
         cfg = build_config(apply_overrides(run.load_config(), overrides))
+        finished = _finished(run, cfg)
+        if finished is not None:
+            return finished
     else:
         assert cfg is not None, "train() needs a config or a run to resume"
     torch.set_num_threads(cfg.train.torch_threads)
@@ -112,10 +116,23 @@ def train(cfg: Config | None = None, *, resume: str | None = None, overrides: li
         if resume is None:
             run = RunDir.create(cfg.runs_dir, config_dict=cfg.model_dump(mode="json"),
                                 task=cfg.task.name, algorithm=cfg.algorithm, seed=cfg.seed, name=cfg.name)
+        else:
+            run.save_config(cfg.model_dump(mode="json"))  # the effective config, e.g. an extended total
         run.log_overrides(overrides)
         return _loop(cfg, run, learner, runner, resume is not None, progress)
     finally:
         env.close()
+
+
+def _finished(run: RunDir, cfg: Config) -> RunResult | None:
+    """A run whose latest checkpoint already reached ``train.total_env_steps``: nothing to resume."""
+    ckpt = latest_checkpoint(run.checkpoints_dir)
+    if ckpt is None or checkpoint_env_steps(ckpt) < cfg.train.total_env_steps:
+        return None
+    records = MetricsLog.read(run.path)
+    last_return = records[-1].get("return_mean") if records else None
+    return RunResult(run, checkpoint_env_steps(ckpt), 0.0, 0.0,
+                     math.nan if last_return is None else last_return, "already finished")
 
 
 def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner, resuming: bool, progress: bool) -> RunResult:
@@ -173,8 +190,7 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner, resuming: 
 
     status = "interrupted"
     record: dict[str, Any] = {}
-    bar = tqdm(total=total, initial=learner.env_steps, unit="step", unit_scale=True, dynamic_ncols=True,
-               disable=not progress, desc=run.name[:40], smoothing=0.1)
+    bar = TrainProgress(run.name, total, learner.env_steps, bar=progress)
     try:
         with _StopFlag() as stop:
             while learner.env_steps < total and not stop.requested:
@@ -194,7 +210,7 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner, resuming: 
                         append_flags(run.path, [flag])
                         logger.warning("%s: reward hacking flagged: %s", run.name, flag["detail"])
                     index.upsert(run.name, env_steps=learner.env_steps, last_return=record["return_mean"])
-                    bar.set_postfix(ret=f"{record['return_mean']:.2f}", fps=f"{record['fps']:.0f}")
+                    bar.log(record)
                 if time.perf_counter() - last_ckpt >= cfg.train.checkpoint_interval_s:
                     checkpoint()
                     last_ckpt = time.perf_counter()
