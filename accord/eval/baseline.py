@@ -24,6 +24,7 @@ import os
 import re
 import subprocess
 import tempfile
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,9 @@ def regression_p(base: np.ndarray, cand: np.ndarray, delta: float) -> np.ndarray
     base, cand = np.asarray(base, dtype=float), np.asarray(cand, dtype=float)
     if base.ndim == 1 and np.ptp(base) == 0 and np.ptp(cand) == 0:
         return np.asarray(0.0 if cand.mean() + delta < base.mean() else 1.0)
-    return stats.ttest_ind(cand + delta, base, axis=-1, equal_var=False, alternative="less").pvalue
+    with warnings.catch_warnings():  # near-identical samples (collapsed policies): scipy warns, result stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return stats.ttest_ind(cand + delta, base, axis=-1, equal_var=False, alternative="less").pvalue
 
 
 def check(root: str | Path, name: str, source_name: str, tolerance: float, alpha: float = 0.05,

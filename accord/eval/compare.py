@@ -20,6 +20,7 @@ observed standardized effect with 80 % power (noncentral t).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -57,11 +58,13 @@ def decide_batch(a: np.ndarray, b: np.ndarray, alpha: float = 0.05, margin: floa
                  ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`decide` for many comparisons at once: ``a`` [S, n_a], ``b`` [S, n_b] -> verdicts [S], p [S]."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    p = stats.ttest_ind(b, a, axis=-1, equal_var=False).pvalue
+    with warnings.catch_warnings():  # near-identical samples: scipy warns about precision, result stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = stats.ttest_ind(b, a, axis=-1, equal_var=False).pvalue
+        p_ni = stats.ttest_ind(b + margin, a, axis=-1, equal_var=False, alternative="greater").pvalue
     up = b.mean(-1) > a.mean(-1)
     verdicts = np.full(p.shape, NO_DIFFERENCE, dtype=object)
     if margin > 0:
-        p_ni = stats.ttest_ind(b + margin, a, axis=-1, equal_var=False, alternative="greater").pvalue
         verdicts[p_ni < alpha] = NON_INFERIOR
     verdicts[(p < alpha) & up] = BETTER
     verdicts[(p < alpha) & ~up] = WORSE
