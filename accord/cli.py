@@ -327,7 +327,7 @@ def cmd_eval_stats(args: argparse.Namespace) -> int:
     print(_table(rows, ("source", "task", "actions", "seeds", "IQM [95% stratified bootstrap CI]", "mean",
                         "success_rate")))
     if len(out) > 1:
-        print(f"\nIQM over all {sum(len(p) for p in per_task)} runs, stratified by task: {_ci(m, (lo, hi))} "
+        print(f"\nIQM over all {sum(len(p) for p in per_task)} runs, stratified by source: {_ci(m, (lo, hi))} "
               "(raw returns pooled: compare like with like)")
     return 0
 
