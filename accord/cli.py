@@ -335,7 +335,7 @@ def cmd_eval_stats(args: argparse.Namespace) -> int:
 def _eval_one_run(args: argparse.Namespace) -> int:
     from accord.config import build_config
     from accord.envs.registry import make_env
-    from accord.eval.protocol import BEST_CHECKPOINT, evaluate_modes, ship_mode
+    from accord.eval.protocol import ship_mode
     from accord.eval.scores import ensure_absolute
     from accord.evaluate import evaluate_policy
     from accord.policy import Policy
@@ -345,38 +345,60 @@ def _eval_one_run(args: argparse.Namespace) -> int:
     run = RunDir.open(args.runs_dir, args.run[0])
     cfg = build_config(run.load_config())
     if args.checkpoint or args.episodes or args.seed is not None:
-        ckpt = args.checkpoint
-        if ckpt is None and (run.checkpoints_dir / BEST_CHECKPOINT).is_file():
-            ckpt = BEST_CHECKPOINT
-        path = resolve_checkpoint(run.path, ckpt, args.runs_dir)
+        # Evaluate now, on the episodes `accord eval` always played (seed 12345 by default, as many envs
+        # as the run trained with), so exported bundles and older figures see the same episodes.
+        path = resolve_checkpoint(run.path, args.checkpoint, args.runs_dir)
         payload = load_checkpoint(path)
         policy = Policy.from_checkpoint(payload, str(path), cfg.train.device)
         episodes = args.episodes or cfg.eval.episodes * cfg.eval.final_factor
-        seed = cfg.eval.seed + 1 if args.seed is None else args.seed
+        seed = 12345 if args.seed is None else args.seed
+        task = cfg.task.model_copy()
+        task.num_envs = min(episodes, cfg.task.num_envs)
+        env = make_env(task, cfg.runner.kind, cfg.runner.workers, cfg.train.device)
+        try:
+            modes = {m: _t_summary(evaluate_policy(env, policy, episodes, m == "greedy", seed))
+                     for m in ("greedy", "sampled")}
+            rnd = evaluate_policy(env, None, episodes, seed=seed)
+        finally:
+            env.close()
         ev = {"kind": "manual", "env_steps": int(payload["algo"]["env_steps"]), "checkpoint": path.name,
-              "seed": seed, **evaluate_modes(cfg, policy, episodes, seed)}
+              "seed": seed, **modes}
         ev["ship"] = ship_mode(ev)
         ev = append_eval(run.path, ev)
     else:
         ev = ensure_absolute(run)
         seed = cfg.eval.seed + 1
-    task = cfg.task.model_copy()
-    task.num_envs = min(ev["greedy"]["episodes"], cfg.eval.num_envs)
-    env = make_env(task, cfg.runner.kind, cfg.runner.workers, cfg.train.device)
-    try:
-        rnd = evaluate_policy(env, None, ev["greedy"]["episodes"], seed=seed)
-    finally:
-        env.close()
+        task = cfg.task.model_copy()
+        task.num_envs = min(ev["greedy"]["episodes"], cfg.eval.num_envs)
+        env = make_env(task, cfg.runner.kind, cfg.runner.workers, cfg.train.device)
+        try:
+            rnd = evaluate_policy(env, None, ev["greedy"]["episodes"], seed=seed)
+        finally:
+            env.close()
     if args.json:
         print(json.dumps({**ev, "random": rnd}))
         return 0
     print(f"run {run.name}, {ev.get('checkpoint')} ({ev['env_steps']} env steps), {ev['greedy']['episodes']} "
           f"episodes, mean with 95% Student-t CI:")
-    rows = [(m + (" (ship)" if ev.get("ship") == m else ""), _ci(ev[m]["return_mean"], ev[m]["ci"]),
-             ev[m]["return_std"], ev[m].get("success_rate", "-")) for m in ("greedy", "sampled")]
-    rows.append(("random", f"{rnd['return_mean']:.3f}", rnd["return_std"], rnd.get("success_rate", "-")))
-    print(_table(rows, ("policy", "return_mean [95% CI]", "return_std", "success_rate")))
+    rows = [(f"{m} policy", _ci(ev[m]["return_mean"], ev[m]["ci"]), ev[m]["return_std"],
+             ev[m].get("success_rate", "-"), "ship" if ev.get("ship") == m else "")
+            for m in ("greedy", "sampled")]
+    rows.append(("random policy", f"{rnd['return_mean']:.3f}", rnd["return_std"], rnd.get("success_rate", "-"), ""))
+    print(_table(rows, ("actions", "return_mean [95% CI]", "return_std", "success_rate", "")))
     return 0
+
+
+def _t_summary(r: dict[str, float]) -> dict[str, Any]:
+    """evaluate_policy's mean and std with the Student-t 95% interval (scipy t quantile)."""
+    from scipy import stats
+
+    n = int(r["episodes"])
+    half = float(stats.t.ppf(0.975, n - 1) * r["return_std"] / n ** 0.5) if n > 1 else 0.0
+    out: dict[str, Any] = {"episodes": n, "return_mean": r["return_mean"], "return_std": r["return_std"],
+                           "ci": [r["return_mean"] - half, r["return_mean"] + half]}
+    if "success_rate" in r:
+        out["success_rate"] = r["success_rate"]
+    return out
 
 
 def _side(args: argparse.Namespace, text: str, label: str):
@@ -540,8 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
     _runs_dir_option(e, "runs")
     e.add_argument("--episodes", type=int, help="evaluate now on this many episodes (default: the stored "
                    "absolute metric, else eval.episodes x eval.final_factor)")
-    e.add_argument("--checkpoint", help="run: checkpoint file, name (best.pt) or env-step count")
-    e.add_argument("--seed", type=int, help="eval seed (default: the run's eval.seed + 1)")
+    e.add_argument("--checkpoint", help="run: checkpoint file, name (best.pt) or env-step count (default: latest)")
+    e.add_argument("--seed", type=int, help="run: eval seed (default 12345)")
     e.add_argument("--mode", choices=("ship", "greedy", "sampled"), default="ship",
                    help="study: which actions to aggregate (ship: the better mode)")
     e.add_argument("--stochastic", action="store_true", help=argparse.SUPPRESS)
