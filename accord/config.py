@@ -212,6 +212,10 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     suite: SuiteConfig = Field(default_factory=SuiteConfig)
+    eval: EvalConfig = Field(default_factory=lambda: EvalConfig())
+    baseline: BaselineConfig = Field(default_factory=lambda: BaselineConfig())
+    compare: CompareConfig = Field(default_factory=lambda: CompareConfig())
+    drift: DriftConfig = Field(default_factory=lambda: DriftConfig())
 
     @property
     def centralized_critic(self) -> bool:
@@ -272,6 +276,39 @@ class Config(Section):
         problems += task_problems(self.task, self.runner.kind)
         problems += mlflow_problems(self.logging.mlflow, self.logging.mlflow_uri)
         return problems
+
+
+class EvalConfig(Section):
+    """The evaluation protocol during training (accord.eval.protocol), stored in ``evals.jsonl``."""
+
+    interval: int = Field(100_000, ge=0, description="Env steps between evaluations of the current policy, "
+                          "greedy and sampled, and once more at the end (0, or a run shorter than this: off).")
+    episodes: int = Field(32, ge=1, description="Episodes per evaluation, on fixed eval seeds.")
+    seed: int = Field(1_000_003, description="Eval seed base; kept apart from training seeds (seed + env "
+                      "index), so evaluation never replays training episodes.")
+    final_factor: int = Field(10, ge=1, description="The absolute metric at the end: the best checkpoint "
+                              "re-evaluated on this many times `episodes`.")
+    num_envs: int = Field(64, ge=1, description="Envs stepped together while evaluating.")
+
+
+class BaselineConfig(Section):
+    """A stored baseline (`accord baseline set`) the run is checked against live (accord.eval.baseline)."""
+
+    name: str | None = Field(None, description="Baseline to check this run against during training.")
+    tolerance: float = Field(0.03, ge=0, description="Fraction of the baseline's |value| a run may fall "
+                             "below the baseline's band before an alert.")
+    hook: str | None = Field(None, description="Shell command run on an alert (alert JSON on stdin, "
+                             "ACCORD_ALERT_FILE set); e.g. a curl to a webhook.")
+
+
+class CompareConfig(Section):
+    """A/B verdicts (`accord compare`, accord.eval.compare)."""
+
+    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of the verdict.")
+    margin: float = Field(0.0, ge=0, description="Non-inferiority margin as a fraction of |A|'s mean "
+                          "(0: no non-inferiority verdict).")
+    seeds: int = Field(5, ge=2, description="Seeds per side when `accord compare` trains two configs.")
+    power: float = Field(0.8, gt=0, lt=1, description="Power for the seeds-needed estimate.")
 
 
 # -- loading -------------------------------------------------------------------------------------
@@ -381,3 +418,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+class DriftConfig(Section):
+    """Credit drift over training (accord.eval.drift): contribution tracked at log points."""
+
+    interval: int = Field(0, ge=0, description="Log points between contribution measurements during "
+                          "training (0: off); stored in contribution.jsonl.")
+    episodes: int = Field(32, ge=2, description="Episodes per coalition for each measurement.")
+    threshold: float = Field(0.5, gt=0, description="Drift alert when an agent's correlation of contribution "
+                             "with success (or, without success, its share of the team's Shapley value) moves "
+                             "this far from its first measurement.")

@@ -162,6 +162,12 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner, resuming: 
     for past in MetricsLog.read(run.path):
         hacking.observe(past)
 
+    # -- evaluation protocol and live baseline check (accord.eval.protocol) -------------------------
+    from accord.eval.protocol import EvalProtocol
+
+    protocol = EvalProtocol(cfg, run, learner.env_steps)
+    # ---------------------------------------------------------------------------------------------
+
     total = cfg.train.total_env_steps
     index.upsert(run.name, path=str(run.path), task=cfg.task.name, algorithm=cfg.algorithm, seed=cfg.seed,
                  status="running", env_steps=learner.env_steps)
@@ -211,6 +217,7 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner, resuming: 
                               "fps": round((learner.env_steps - steps_at_start) / max(elapsed, 1e-9), 1),
                               **_episode_fields(runner.stats.summary()), **losses,
                               **(fault_counts() if fault_counts else {})}
+                    record.update(protocol.on_log(record, learner.policy, cfg.algorithm))  # eval protocol
                     metrics.write(record)
                     flag = hacking.observe(record)
                     if flag is not None:
@@ -224,6 +231,9 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner, resuming: 
             if not stop.requested:
                 status = "finished"
         checkpoint()
+        absolute = protocol.finish(learner.env_steps) if status == "finished" else None  # eval protocol
+        if absolute is not None:
+            metrics.write(absolute)
     except BaseException as e:
         index.upsert(run.name, status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed")
         bar.close()

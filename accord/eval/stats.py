@@ -61,3 +61,144 @@ def paired_bootstrap_ci(a: Sequence[float] | np.ndarray, b: Sequence[float] | np
     if not (np.isfinite(low) and np.isfinite(high)):
         return point, point
     return low, high
+
+
+# -- one task, one sample: Student-t ----------------------------------------------------------------
+
+def t_ci(x: Sequence[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``x`` with its two-sided Student-t interval (``scipy.stats.t`` quantiles).
+
+    Fewer than two samples give the degenerate interval ``(m, m)``.
+    """
+    x = np.asarray(x, dtype=float)
+    m = float(x.mean())
+    if x.size < 2:
+        return m, m, m
+    half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
+    return m, m - half, m + half
+
+
+# -- across seeds and tasks: IQM with stratified bootstrap --------------------------------------------
+
+def iqm_stratified_ci(scores: Sequence[Sequence[float] | np.ndarray], confidence: float = 0.95,
+                      resamples: int = 5_000, seed: int = 0) -> tuple[float, float, float]:
+    """IQM of all runs of all tasks (``scores[t]``: one score per seed of task t) with a stratified
+    percentile-bootstrap interval: ``scipy.stats.bootstrap`` resamples the seeds of each task
+    independently, as rliable does, so every resample keeps each task's number of runs."""
+    groups = [np.asarray(s, dtype=float) for s in scores]
+    point = float(iqm(np.concatenate(groups)))
+    if sum(g.size for g in groups) < 2 or all(g.size < 2 or np.ptp(g) == 0 for g in groups):
+        return point, point, point
+
+    # Tasks with one run cannot be resampled; they enter every resample unchanged.
+    free = [g for g in groups if g.size >= 2]
+    fixed = [g for g in groups if g.size < 2]
+    const = np.concatenate(fixed) if fixed else np.empty(0)
+
+    def statistic(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
+        pinned = np.broadcast_to(const, (*samples[0].shape[:-1], const.size))
+        return stats.trim_mean(np.concatenate([*samples, pinned], axis=-1), 0.25, axis=-1)
+
+    res = stats.bootstrap(tuple(free), statistic, confidence_level=confidence, n_resamples=resamples,
+                          method="percentile", random_state=np.random.default_rng(seed), vectorized=True)
+    return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def iqm_difference_ci(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
+                      confidence: float = 0.95, resamples: int = 5_000, seed: int = 0
+                      ) -> tuple[float, float, float]:
+    """IQM(b) - IQM(a) with a percentile-bootstrap interval; a and b resampled independently."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    point = float(iqm(b) - iqm(a))
+    if a.size < 2 or b.size < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
+        return point, point, point
+
+    def statistic(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+        return stats.trim_mean(y, 0.25, axis=axis) - stats.trim_mean(x, 0.25, axis=axis)
+
+    res = stats.bootstrap((a, b), statistic, confidence_level=confidence, n_resamples=resamples,
+                          method="percentile", random_state=np.random.default_rng(seed), vectorized=True)
+    return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+# -- two samples: tests, probability of improvement, power ---------------------------------------------
+
+def probability_of_improvement(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
+    """P(B > A) + P(B = A) / 2 over all pairs: the Mann-Whitney U of b over a, divided by n_a n_b."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return float(stats.mannwhitneyu(b, a).statistic / (a.size * b.size))
+
+
+def mannwhitney_p(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
+    """Two-sided Mann-Whitney U p-value (rank test, no normality assumed)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if np.ptp(np.concatenate([a, b])) == 0:
+        return 1.0
+    return float(stats.mannwhitneyu(b, a, alternative="two-sided").pvalue)
+
+
+def welch_p(a: np.ndarray, b: np.ndarray, alternative: str = "two-sided", shift: float = 0.0) -> float:
+    """Welch's t-test p-value for mean(b) + shift vs mean(a) (``alternative`` as in scipy: 'less' asks
+    whether b + shift is below a). Identical constant samples give 1 (no evidence either way)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float) + shift
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        diff = b.mean() - a.mean()
+        if diff == 0:
+            return 1.0
+        holds = {"two-sided": True, "less": diff < 0, "greater": diff > 0}[alternative]
+        return 0.0 if holds else 1.0
+    return float(stats.ttest_ind(b, a, equal_var=False, alternative=alternative).pvalue)
+
+
+def welch_diff_ci(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """mean(b) - mean(a) with the Welch-Satterthwaite t interval."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    d = float(b.mean() - a.mean())
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = np.sqrt(va + vb)
+    if se == 0:
+        return d, d, d
+    df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, df) * se)
+    return d, d - half, d + half
+
+
+def cohens_d(a: np.ndarray, b: np.ndarray) -> float:
+    """Standardized mean difference (b - a) / pooled standard deviation."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    pooled = np.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / (a.size + b.size - 2))
+    if pooled == 0:
+        return 0.0 if a.mean() == b.mean() else float(np.sign(b.mean() - a.mean()) * np.inf)
+    return float((b.mean() - a.mean()) / pooled)
+
+
+def t_power(effect: float, n: int, alpha: float = 0.05) -> float:
+    """Power of the two-sided two-sample t-test with n per group at standardized effect ``effect``
+    (noncentral t, ``scipy.stats.nct``)."""
+    if n < 2:
+        return 0.0
+    df = 2 * n - 2
+    ncp = abs(effect) * np.sqrt(n / 2)
+    crit = stats.t.ppf(1 - alpha / 2, df)
+    return float(stats.nct.sf(crit, df, ncp) + stats.nct.cdf(-crit, df, ncp))
+
+
+def seeds_needed(effect: float, power: float = 0.8, alpha: float = 0.05, limit: int = 100_000) -> int | None:
+    """Smallest n per group at which the two-sided t-test reaches ``power`` for ``effect`` (None: no
+    effect, or more than ``limit``)."""
+    if not np.isfinite(effect):
+        return 2
+    if effect == 0:
+        return None
+    lo, hi = 2, 2
+    while t_power(effect, hi, alpha) < power:
+        if hi >= limit:
+            return None
+        lo, hi = hi, min(hi * 2, limit)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if t_power(effect, mid, alpha) >= power:
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
