@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from accord.config import build_config
-from accord.envs.base import VecEnv
+from accord.envs.base import Step, VecEnv
 from accord.envs.registry import make_env
 from accord.policy import Policy
 from accord.progress import phase
@@ -69,6 +69,47 @@ def evaluate_policy(env: VecEnv, policy: Policy | None, episodes: int, determini
     if successes:
         out["success_rate"] = sum(successes[:episodes]) / len(successes[:episodes])
     return out
+
+
+@torch.no_grad()
+def first_episodes(env: VecEnv, policy: Policy, seed: int, deterministic: bool = True,
+                   replace: Callable[[Tensor, Step], Tensor] | None = None,
+                   observe: Callable[[Step, Tensor], None] | None = None) -> tuple[Tensor, Tensor | None]:
+    """Team return ``[B]`` of the first episode each env plays after ``env.reset(seed)``, and its success
+    ``[B]`` (NaN where no episode ended) when the task reports one.
+
+    The policy's random numbers are forked and seeded from ``seed``: the same (env, seed) gives the
+    same episodes, so variants (coalitions, perturbations, greedy or sampled) meet the same starts.
+    ``replace(actions, step)`` may swap actions (stand-in agents); ``observe(step, running)`` sees every
+    observation. An episode that never ends (a broken env) counts what it got in 4 episode limits.
+    """
+    dev, b = env.device, env.num_envs
+    devices = [dev.index or 0] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        step = env.reset(seed=seed)
+        starts = torch.ones(b, dtype=torch.bool, device=dev)
+        h = policy.initial_state(b)
+        ret = torch.zeros(b, device=dev)
+        success = torch.full((b,), float("nan"), device=dev)
+        running = torch.ones(b, dtype=torch.bool, device=dev)
+        reports_success = False
+        for _ in range(4 * max(env.spec.episode_limit, 1) + 10):
+            if observe is not None:
+                observe(step, running)
+            act, _, h = policy.step(step.obs, step.avail_actions, h, starts, deterministic)
+            act = policy.clamp_actions(act)
+            step = env.step(act if replace is None else replace(act, step))
+            ret += step.reward * running
+            ended = step.done & running
+            if "success" in step.info:
+                reports_success = True
+                success = torch.where(ended, step.info["success"].float().reshape(b, -1)[:, 0], success)
+            running &= ~ended
+            if not bool(running.any()):
+                break
+            starts = step.done
+    return ret, (success if reports_success else None)
 
 
 def evaluate_run(run: str | Path, root: str | Path = "runs", episodes: int = 100, deterministic: bool = True,

@@ -34,12 +34,12 @@ import torch
 from torch import Tensor
 
 from accord.config import build_config
-from accord.envs.base import VecEnv
+from accord.envs.base import Step, VecEnv
 from accord.envs.registry import make_env
 from accord.errors import ConfigError
 from accord.eval.flags import mark_lazy
 from accord.eval.stats import bootstrap_ci, mean_ci_t
-from accord.evaluate import random_actions
+from accord.evaluate import first_episodes, random_actions
 from accord.policy import Policy
 from accord.progress import phase
 from accord.store import RunDir, load_checkpoint, resolve_checkpoint
@@ -77,7 +77,6 @@ class ContributionReport:
         return asdict(self)
 
 
-@torch.no_grad()
 def coalition_returns(env: VecEnv, policy: Policy, present: Tensor, seed: int, replacement: str = "noop",
                       noop_action: int = 0, deterministic: bool = False) -> tuple[Tensor, Tensor | None]:
     """Team return ``[E]`` (and success ``[E]``, if reported) of the first episode of each env.
@@ -85,32 +84,16 @@ def coalition_returns(env: VecEnv, policy: Policy, present: Tensor, seed: int, r
     Agents with ``present[i]`` False play the stand-in. Env and policy random numbers depend only on
     ``seed``, so every coalition meets the same episodes.
     """
-    spec, dev, b = env.spec, env.device, env.num_envs
-    devices = [dev.index or 0] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        gen = torch.Generator(device=dev).manual_seed(seed + 1)
-        step = env.reset(seed=seed)
-        starts = torch.ones(b, dtype=torch.bool, device=dev)
-        h = policy.initial_state(b)
-        ret = torch.zeros(b, device=dev)
-        success = torch.full((b,), float("nan"), device=dev)
-        running = torch.ones(b, dtype=torch.bool, device=dev)
-        keep = present.to(dev).view(1, -1)  # [1, N]
-        if spec.action_kind == "continuous":
-            keep = keep.unsqueeze(-1)  # [1, N, 1]
-        while bool(running.any()):
-            act, _, h = policy.step(step.obs, step.avail_actions, h, starts, deterministic)
-            act = torch.where(keep, policy.clamp_actions(act),
-                              _stand_in(env, step.avail_actions, gen, replacement, noop_action))
-            step = env.step(act)
-            ret += step.reward * running
-            ended = step.done & running
-            if "success" in step.info:
-                success = torch.where(ended, step.info["success"].float(), success)
-            running &= ~step.done
-            starts = step.done
-    return ret, (success if "success" in step.info else None)
+    spec, dev = env.spec, env.device
+    gen = torch.Generator(device=dev).manual_seed(seed + 1)
+    keep = present.to(dev).view(1, -1)  # [1, N]
+    if spec.action_kind == "continuous":
+        keep = keep.unsqueeze(-1)  # [1, N, 1]
+
+    def stand_in(act: Tensor, step: Step) -> Tensor:
+        return torch.where(keep, act, _stand_in(env, step.avail_actions, gen, replacement, noop_action))
+
+    return first_episodes(env, policy, seed, deterministic, replace=stand_in)
 
 
 def _stand_in(env: VecEnv, avail: Tensor, gen: torch.Generator, replacement: str, noop_action: int) -> Tensor:

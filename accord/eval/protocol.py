@@ -28,6 +28,7 @@ import torch
 from accord.envs.base import VecEnv
 from accord.envs.registry import make_env
 from accord.eval.stats import t_ci
+from accord.evaluate import first_episodes
 from accord.policy import Policy
 from accord.store import append_flags, load_checkpoint, save_checkpoint
 from accord.store.evals import MODES, append_eval, read_evals, truncate_evals
@@ -42,40 +43,18 @@ BEST_CHECKPOINT = "best.pt"
 _CHUNK_SEED_STRIDE = 7919  # eval seeds of successive env batches
 
 
-@torch.no_grad()
 def play_episodes(env: VecEnv, policy: Policy, episodes: int, deterministic: bool, seed: int
                   ) -> tuple[np.ndarray, np.ndarray | None]:
     """Returns ``[episodes]`` (and success ``[episodes]`` where the task reports it) of the first episode
     of each env, over batches of ``env.num_envs`` envs seeded ``seed``, ``seed + 7919``, ... The same
     (env, seed, episodes) always gives the same episodes, so greedy and sampled meet the same starts."""
-    dev, b = env.device, env.num_envs
     returns, successes = [], []
-    has_success = False
-    devices = [dev.index or 0] if dev.type == "cuda" else []
-    for k in range(math.ceil(episodes / b)):
-        chunk_seed = seed + k * _CHUNK_SEED_STRIDE
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(chunk_seed)
-            step = env.reset(seed=chunk_seed)
-            starts = torch.ones(b, dtype=torch.bool, device=dev)
-            h = policy.initial_state(b)
-            ret = torch.zeros(b, device=dev)
-            success = torch.full((b,), float("nan"), device=dev)
-            running = torch.ones(b, dtype=torch.bool, device=dev)
-            while bool(running.any()):
-                act, _, h = policy.step(step.obs, step.avail_actions, h, starts, deterministic)
-                step = env.step(policy.clamp_actions(act))
-                ret += step.reward * running
-                ended = step.done & running
-                if "success" in step.info:
-                    has_success = True
-                    success = torch.where(ended, step.info["success"].float(), success)
-                running &= ~step.done
-                starts = step.done
+    for k in range(math.ceil(episodes / env.num_envs)):
+        ret, success = first_episodes(env, policy, seed + k * _CHUNK_SEED_STRIDE, deterministic)
         returns.append(ret.double().cpu())
-        successes.append(success.double().cpu())
+        successes.append(None if success is None else success.double().cpu())
     r = torch.cat(returns)[:episodes].numpy()
-    s = torch.cat(successes)[:episodes].numpy() if has_success else None
+    s = None if successes[0] is None else torch.cat(successes)[:episodes].numpy()
     return r, s
 
 

@@ -27,9 +27,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from torch import Tensor
 
-from accord.envs.base import VecEnv
+from accord.envs.base import Step, VecEnv
 from accord.errors import ConfigError
 from accord.eval.stats import paired_bootstrap_ci
+from accord.evaluate import first_episodes
 from accord.suite.perturb import PERTURBATIONS, SHIFTS, wrap
 
 SUITES_DIR = "suites"
@@ -140,41 +141,21 @@ def load_suite(source: str | Path | None = "default") -> SuiteSpec:
 @torch.no_grad()
 def play_first_episodes(env: VecEnv, policy: Any, seed: int, deterministic: bool = True,
                         obs_moments: dict[str, list[Tensor]] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Team return (and success, if the task reports it) of the first episode of each of the B envs
-    after ``env.reset(seed)``; ``obs_moments`` collects per-feature sums for observation stds."""
-    step = env.reset(seed=seed)
-    b = env.num_envs
-    starts = torch.ones(b, dtype=torch.bool, device=env.device)
-    h = policy.initial_state(b)
-    ret = torch.zeros(b, device=env.device)
-    final = torch.full((b,), math.nan, device=env.device)
-    success = torch.full((b,), math.nan, device=env.device)
-    running = torch.ones(b, dtype=torch.bool, device=env.device)
-    limit = 4 * max(env.spec.episode_limit, 1) + 10
-    for _ in range(limit):
-        if obs_moments is not None:
-            for m, x in step.obs.items():
-                if x.is_floating_point():
-                    x64 = x[running].double().flatten(0, 1)
-                    acc = obs_moments.setdefault(m, [torch.zeros(x.shape[2:], dtype=torch.float64)] * 2 + [0])
-                    acc[0] = acc[0] + x64.sum(0).cpu()
-                    acc[1] = acc[1] + (x64**2).sum(0).cpu()
-                    acc[2] = acc[2] + x64.shape[0]
-        act, _, h = policy.step(step.obs, step.avail_actions, h, starts, deterministic)
-        step = env.step(policy.clamp_actions(act))
-        ret += step.reward * running
-        ended = step.done & running
-        if bool(ended.any()):
-            final = torch.where(ended, ret, final)
-            if "success" in step.info:
-                success = torch.where(ended, step.info["success"].float().reshape(b, -1)[:, 0], success)
-            running &= ~ended
-            if not bool(running.any()):
-                break
-        starts = step.done
-    final = torch.where(running, ret, final)  # episodes that never ended (a broken env): what they got
-    succ = success.cpu().numpy()
-    return final.cpu().numpy().astype(float), (None if np.isnan(succ).all() else np.nan_to_num(succ))
+    """:func:`accord.evaluate.first_episodes` as numpy; ``obs_moments`` collects per-feature sums of the
+    observations of running episodes, for observation stds."""
+
+    def observe(step: Step, running: Tensor) -> None:
+        for m, x in step.obs.items():
+            if x.is_floating_point():
+                x64 = x[running].double().flatten(0, 1)
+                acc = obs_moments.setdefault(m, [torch.zeros(x.shape[2:], dtype=torch.float64)] * 2 + [0])
+                acc[0] = acc[0] + x64.sum(0).cpu()
+                acc[1] = acc[1] + (x64**2).sum(0).cpu()
+                acc[2] = acc[2] + x64.shape[0]
+
+    ret, success = first_episodes(env, policy, seed, deterministic, observe=None if obs_moments is None else observe)
+    succ = None if success is None else success.cpu().numpy()
+    return ret.cpu().numpy().astype(float), (None if succ is None or np.isnan(succ).all() else np.nan_to_num(succ))
 
 
 def _obs_std(moments: Mapping[str, list[Any]]) -> dict[str, Tensor]:
