@@ -221,6 +221,7 @@ def report_run(run: str | Path, root: str | Path = "runs", checkpoint: str | Pat
     cfg.task.num_envs = episodes or mon.contribution_episodes or 128
     env = make_env(cfg.task, cfg.runner.kind, cfg.runner.workers, cfg.train.device)
     try:
+        policy.check_fits(env.spec, str(ckpt_path))
         n = env.spec.n_agents
         with phase(f"contribution ({cfg.task.num_envs} episodes per coalition)",
                    2**n if n <= EXACT_MAX_AGENTS else None, "coalition") if progress else nullcontext() as advance:

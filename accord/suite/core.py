@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from torch import Tensor
 
@@ -120,10 +119,9 @@ def load_suite(source: str | Path | None = "default") -> SuiteSpec:
         p = Path(source)
         if not p.is_file():
             raise ConfigError(f"suite file not found: {p} (use --suite default or a YAML file)")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        from accord.safe_yaml import load_file  # the one YAML reader (caps for hostile files)
+
+        data = load_file(p) or {}
         where = str(p)
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: the top level must be a mapping, got {type(data).__name__}")
