@@ -276,7 +276,7 @@ def hostile_cases(work: Path, root: Path, good_bytes: bytes) -> list[tuple[str, 
         return MAGIC + struct.pack(">I32sQ", 1, hashlib.sha256(body).digest(), len(body)) + body
 
     payload = torch.load(io.BytesIO(good_bytes[header:]), weights_only=True)
-    for name, evil in (("a custom class", _Foreign()), ("a set", {1, 2}), ("a numpy array", np.zeros(3)),
+    for name, evil in (("a foreign class", argparse.Namespace(x=1)), ("a set", {1, 2}), ("a numpy array", np.zeros(3)),
                        ("a function", print)):
         cases.append(("hostile", f"checkpoint holding {name} (valid checksum)",
                       ckpt_case(f"evil{len(cases)}", sealed({**payload, "algo": evil}))))
@@ -326,10 +326,6 @@ def hostile_cases(work: Path, root: Path, good_bytes: bytes) -> list[tuple[str, 
         cases.append(("hostile", "cli: " + " ".join(args), lambda a=args: run_cli(*a, "--root", str(root))
                       if a[0] in ("eval", "contribution", "suite", "export") and len(a) > 1 else run_cli(*a)))
     return cases
-
-
-class _Foreign:
-    """Not a tensor: a checkpoint holding one must be refused, never unpickled."""
 
 
 # -- env faults ---------------------------------------------------------------------------------------
