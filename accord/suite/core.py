@@ -228,6 +228,7 @@ def evaluate_suite(cfg: Any, policy: Any, suite: SuiteSpec, episodes: int | None
 
     base = build()
     try:
+        policy.check_fits(base.spec, "suite")  # one line for a checkpoint of another shape
         moments: dict[str, list[Any]] = {}
         clean_ret, clean_succ = play(base, moments=moments)
         obs_std = _obs_std(moments)
