@@ -10,7 +10,7 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from accord.errors import AccordError
@@ -203,27 +203,19 @@ def cmd_suite(args: argparse.Namespace) -> int:
     return 0 if all(r["passed"] for r in results) else 1
 
 
-def _at_least(low: int) -> Callable[[str], int]:
-    """argparse type: a whole number >= ``low`` (a bad one is argparse's one-line error, exit 2)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        return value
-    return parse
+# Lowest allowed value of integer options, per command: a bad one is one `error:` line (exit 2).
+_MINIMUM = {"train": {"eval_episodes": 0}, "eval": {"episodes": 1}, "contribution": {"episodes": 1},
+            "export": {"opset": 7, "parity_obs": 1, "latency_calls": 1}}
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
-    return value
+def _check_ranges(args: argparse.Namespace) -> None:
+    for name, low in _MINIMUM.get(args.command, {}).items():
+        value = getattr(args, name, None)
+        if value is not None and value < low:
+            raise AccordError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
+    tolerance = getattr(args, "tolerance", None)
+    if tolerance is not None and not (math.isfinite(tolerance) and tolerance > 0):
+        raise AccordError(f"--tolerance must be a finite number above 0, got {tolerance}")
 
 
 def _runs_dir_option(parser: argparse.ArgumentParser, default: str | None) -> None:
@@ -244,13 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN", help="continue a run from its last checkpoint")
     t.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
     _runs_dir_option(t, None)  # train: the same as the override runs_dir=DIR
-    t.add_argument("--eval-episodes", type=_at_least(0), default=256, help="greedy eval episodes at the end (0: none)")
+    t.add_argument("--eval-episodes", type=int, default=256, help="greedy eval episodes at the end (0: none)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a run's latest checkpoint against a random policy")
     e.add_argument("run")
     _runs_dir_option(e, "runs")
-    e.add_argument("--episodes", type=_at_least(1), default=100)
+    e.add_argument("--episodes", type=int, default=100)
     e.add_argument("--stochastic", action="store_true", help="sample actions instead of greedy")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)
@@ -259,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("run")
     _runs_dir_option(co, "runs")
     co.add_argument("--checkpoint", help="checkpoint file or env-step count (default: the latest)")
-    co.add_argument("--episodes", type=_at_least(1),
+    co.add_argument("--episodes", type=int,
                     help="episodes per coalition (default: credit.monitor.contribution_episodes)")
     co.add_argument("--replacement", choices=("noop", "random"), help="stand-in for absent agents (default: config)")
     co.add_argument("--greedy", action="store_true", help="greedy actions instead of sampled ones")
@@ -271,11 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="bundle folder to write (must not exist or be empty)")
     x.add_argument("--checkpoint", help="checkpoint file or env-step count (default: the latest)")
     _runs_dir_option(x, "runs")
-    x.add_argument("--opset", type=_at_least(7), default=17, help="ONNX opset (default 17)")
-    x.add_argument("--tolerance", type=_positive_float, default=1e-5,
+    x.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    x.add_argument("--tolerance", type=float, default=1e-5,
                    help="max abs diff onnxruntime vs torch (default 1e-5)")
-    x.add_argument("--parity-obs", type=_at_least(1), default=1000, help="recorded observations per agent for parity")
-    x.add_argument("--latency-calls", type=_at_least(1), default=2000, help="timed batch-1 calls per agent and runtime")
+    x.add_argument("--parity-obs", type=int, default=1000, help="recorded observations per agent for parity")
+    x.add_argument("--latency-calls", type=int, default=2000, help="timed batch-1 calls per agent and runtime")
     x.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
     x.set_defaults(func=cmd_export)
 
@@ -291,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     _runs_dir_option(su, "runs")
     su.add_argument("--checkpoint", help="checkpoint file, env-step count, or 'all' (default: the latest)")
     su.add_argument("--suite", default="default", help="'default' or a suite YAML file (docs/robustness.md)")
-    su.add_argument("--episodes", type=_at_least(2), help="paired episodes per case (default: the suite's, 128)")
+    su.add_argument("--episodes", type=int, help="paired episodes per case (default: the suite's, 128)")
     su.add_argument("--json", action="store_true")
     su.set_defaults(func=cmd_suite)
 
@@ -321,6 +313,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.overrides.insert(0, args.config)
         args.config = None
     try:
+        _check_ranges(args)
         code = args.func(args)
     except AccordError as e:
         if args.debug:
