@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -563,6 +564,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# Lowest allowed value of integer options, per command: a bad one is one `error:` line (exit 2).
+_MINIMUM = {"train": {"eval_episodes": 0}, "eval": {"episodes": 1}, "contribution": {"episodes": 1},
+            "export": {"opset": 7, "parity_obs": 1, "latency_calls": 1}}
+
+
+def _check_ranges(args: argparse.Namespace) -> None:
+    for name, low in _MINIMUM.get(args.command, {}).items():
+        value = getattr(args, name, None)
+        if value is not None and value < low:
+            raise AccordError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
+    tolerance = getattr(args, "tolerance", None)
+    if tolerance is not None and not (math.isfinite(tolerance) and tolerance > 0):
+        raise AccordError(f"--tolerance must be a finite number above 0, got {tolerance}")
+
+
 def _runs_dir_option(parser: argparse.ArgumentParser, default: str | None) -> None:
     """``--runs-dir`` on every command (``--root``: its old spelling, still accepted)."""
     parser.add_argument("--runs-dir", dest="runs_dir", default=default, metavar="DIR",
@@ -662,7 +678,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--checkpoint", help="checkpoint file or env-step count (default: the latest)")
     _runs_dir_option(x, "runs")
     x.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    x.add_argument("--tolerance", type=float, default=1e-5, help="max abs diff onnxruntime vs torch (default 1e-5)")
+    x.add_argument("--tolerance", type=float, default=1e-5,
+                   help="max abs diff onnxruntime vs torch (default 1e-5)")
     x.add_argument("--parity-obs", type=int, default=1000, help="recorded observations per agent for parity")
     x.add_argument("--latency-calls", type=int, default=2000, help="timed batch-1 calls per agent and runtime")
     x.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
@@ -710,6 +727,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.overrides.insert(0, args.config)
         args.config = None
     try:
+        _check_ranges(args)
         code = args.func(args)
     except AccordError as e:
         if args.debug:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from accord.errors import ConfigError
 
@@ -24,7 +24,8 @@ SCHEMA_VERSION = 1
 class Section(BaseModel):
     """Base for config sections: unknown keys are errors, values are validated on assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: an infinite or NaN number (lr=.inf, .nan) is refused for every float key.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class TaskConfig(Section):
@@ -67,7 +68,7 @@ class PPOConfig(Section):
     gae_lambda: float = Field(0.95, ge=0, le=1)
     clip: float = Field(0.2, gt=0, description="PPO ratio clip epsilon.")
     value_clip: bool = Field(True, description="Clip the value change by `clip` (delta clipping).")
-    huber_delta: float | None = Field(10.0, description="Huber loss on values; null for squared error.")
+    huber_delta: float | None = Field(10.0, gt=0, description="Huber loss on values; null for squared error.")
     value_norm: bool = Field(True, description="Normalize value targets with running statistics.")
     entropy_coef: float = Field(0.01, ge=0)
     value_coef: float = Field(1.0, ge=0)
@@ -217,6 +218,17 @@ class Config(Section):
     compare: CompareConfig = Field(default_factory=lambda: CompareConfig())
     drift: DriftConfig = Field(default_factory=lambda: DriftConfig())
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str | None) -> str | None:
+        """A run name is a folder name: no empty names, separators or '..' (accord.store.run)."""
+        from accord.store.run import name_problem
+
+        problem = None if name is None else name_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
+
     @property
     def centralized_critic(self) -> bool:
         """MAPPO's critic (state + agent id) unless asked otherwise or decentralized."""
@@ -274,6 +286,11 @@ class Config(Section):
             problems.append(f"q.batch_episodes: {self.q.batch_episodes} is more than the replay buffer holds "
                             f"(q.buffer_episodes={self.q.buffer_episodes})")
         problems += task_problems(self.task, self.runner.kind)
+        from accord.memory import device_problem
+
+        device = device_problem(self.train.device)
+        if device:
+            problems.append(f"train.device: {device}")
         problems += mlflow_problems(self.logging.mlflow, self.logging.mlflow_uri)
         return problems
 
@@ -341,7 +358,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override '{text}' must look like key.path=value")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw else ""
+        value = yaml.safe_load(raw) if raw.strip() else raw  # a blank value stays a (blank) string
     except yaml.YAMLError:
         value = raw
     return key.strip().split("."), value
@@ -361,13 +378,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    from accord.safe_yaml import load_file  # size, encoding, depth and alias caps (hostile files)
+
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    data = load_file(p) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the top level must be a mapping of keys, got {type(data).__name__}")
     return data

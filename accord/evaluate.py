@@ -122,6 +122,11 @@ def evaluate_run(run: str | Path, root: str | Path = "runs", episodes: int = 100
     policy = Policy.load(run_dir.path, checkpoint, device=cfg.train.device)
     cfg.task.num_envs = num_envs or min(episodes, cfg.task.num_envs)
     env = make_env(cfg.task, cfg.runner.kind, cfg.runner.workers, cfg.train.device)
+    try:
+        policy.check_fits(env.spec, f"run {run_dir.name}")
+    except BaseException:
+        env.close()
+        raise
     label = f"eval ({episodes} episodes, {'greedy' if deterministic else 'sampled'} policy and random)"
     try:
         with phase(label, 2 * episodes, "episode") if progress else nullcontext() as advance:

@@ -181,6 +181,11 @@ def record_inputs(policy: Policy, task: Any, n: int, seed: int = 0) -> list[dict
     task = task.model_copy(deep=True)
     task.num_envs = max(1, min(task.num_envs, 16, n))
     env = make_env(task, "sync", None, "cpu")
+    try:
+        policy.check_fits(env.spec)
+    except BaseException:
+        env.close()
+        raise
     graphs = [AgentGraph(policy, i) for i in range(policy.spec.n_agents)]
     rows: list[dict[str, list[np.ndarray]]] = [{k: [] for k in g.input_names()} for g in graphs]
     try:

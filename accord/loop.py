@@ -7,6 +7,7 @@ leaves on disk is written here.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import random
@@ -23,8 +24,9 @@ from accord.algos import ALGORITHMS
 from accord.config import Config, apply_overrides, build_config
 from accord.envs.base import VecEnv
 from accord.envs.registry import make_env
-from accord.errors import CheckpointError
+from accord.errors import CheckpointError, ConfigError
 from accord.eval.flags import RewardHackingMonitor
+from accord.memory import check_memory
 from accord.progress import TrainProgress
 from accord.runners import Learner, Runner, make_runner
 from accord.store import (
@@ -86,6 +88,7 @@ class _StopFlag:
 
 def build_learner(cfg: Config, env: VecEnv) -> tuple[Learner, Runner]:
     """The config's learner and the runner that feeds it from ``env``."""
+    check_memory(cfg, env.spec, env.device)  # before the rollout and networks are allocated
     learner = ALGORITHMS[cfg.algorithm](cfg, env.spec, env.device)
     return learner, make_runner(env, learner, cfg.seed)
 
@@ -102,7 +105,10 @@ def train(cfg: Config | None = None, *, resume: str | None = None, overrides: li
     if resume is not None:
         root = Path(cfg.runs_dir) if cfg is not None else Path("runs")
         run = RunDir.open(root, resume)
-        cfg = build_config(apply_overrides(run.load_config(), overrides))
+        stored = run.load_config()
+        cfg = build_config(apply_overrides(copy.deepcopy(stored), overrides))
+        _refuse_shape_change(stored, cfg)  # before anything is written
+        run.clean_temp_files()  # left by a kill mid-write
         finished = _finished(run, cfg)
         if finished is not None:
             return finished
@@ -110,18 +116,99 @@ def train(cfg: Config | None = None, *, resume: str | None = None, overrides: li
         assert cfg is not None, "train() needs a config or a run to resume"
     torch.set_num_threads(cfg.train.torch_threads)
     seed_everything(cfg.seed)
+    check_memory(cfg)  # a lower bound before building the envs (task.num_envs=10**9 never gets that far)
     env = make_env(cfg.task, cfg.runner.kind, cfg.runner.workers, cfg.train.device, runner=cfg.runner)
     try:
         learner, runner = build_learner(cfg, env)
+        loaded = None
         if resume is None:
             run = RunDir.create(cfg.runs_dir, config_dict=cfg.model_dump(mode="json"),
                                 task=cfg.task.name, algorithm=cfg.algorithm, seed=cfg.seed, name=cfg.name)
         else:
+            loaded = _resume_checkpoint(run, cfg, learner)  # refuse a checkpoint that does not fit, before writing
             run.save_config(cfg.model_dump(mode="json"))  # the effective config, e.g. an extended total
         run.log_overrides(overrides)
-        return _loop(cfg, run, learner, runner, resume is not None, progress)
+        return _loop(cfg, run, learner, runner, loaded, progress)
     finally:
         env.close()
+
+
+# Keys that fix the shape of the networks (or what the checkpoint holds): a resume cannot change them.
+_FIXED_ON_RESUME = ("algorithm", "architecture", "credit.name", "task.name", "task.params.n_agents", "model")
+
+
+def _refuse_shape_change(stored: dict[str, Any], cfg: Config) -> None:
+    new = cfg.model_dump(mode="json")
+    for key in _FIXED_ON_RESUME:
+        old_v, new_v = _at(stored, key), _at(new, key)
+        if isinstance(old_v, dict) or isinstance(new_v, dict):
+            keys = sorted(set(old_v or {}) | set(new_v or {}))
+            pairs = [(f"{key}.{k}", (old_v or {}).get(k), (new_v or {}).get(k)) for k in keys]
+        else:
+            pairs = [(key, old_v, new_v)]
+        for name, a, b in pairs:
+            if a != b and (a is not None or name == "task.params.n_agents"):
+                raise ConfigError(f"{name} cannot change on resume ({a!r} in the run, {b!r} given); "
+                                  "start a new run for a different network")
+
+
+def _at(data: Any, key: str) -> Any:
+    for part in key.split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
+def _check_checkpoint_fits(ckpt: dict[str, Any], path: Path, cfg: Config, learner: Learner) -> None:
+    """One line naming what differs between a checkpoint and this config, before load_state_dict."""
+    for field in ("algo", "runner", "rng", "wall_s"):
+        if field not in ckpt:
+            raise CheckpointError(f"{path} lacks the field '{field}' (incomplete or not written by accord train)")
+    if ckpt.get("algorithm") != cfg.algorithm:
+        raise CheckpointError(f"{path} holds a '{ckpt.get('algorithm')}' run, not '{cfg.algorithm}'")
+    if "credit" in ckpt and ckpt["credit"] != cfg.credit.name:
+        raise CheckpointError(f"{path}: credit '{ckpt['credit']}' in the checkpoint vs '{cfg.credit.name}' here")
+    record = ckpt.get("policy")
+    if isinstance(record, dict):
+        mine = learner.policy.record()
+        spec, their_spec = mine["spec"], record.get("spec") or {}
+        if their_spec.get("n_agents") != spec["n_agents"]:
+            raise CheckpointError(f"{path}: checkpoint has {their_spec.get('n_agents')} agents, this config "
+                                  f"{spec['n_agents']}")
+        for k, v in spec.items():
+            if k in their_spec and their_spec[k] != v and k != "agent_names":
+                raise CheckpointError(f"{path}: the env's {k} is {their_spec[k]!r} in the checkpoint vs {v!r} here")
+        for k, v in mine["model"].items():
+            theirs = (record.get("model") or {}).get(k, v)
+            if theirs != v:
+                raise CheckpointError(f"{path}: model.{k} {theirs!r} in the checkpoint vs {v!r} here")
+
+
+def _resume_checkpoint(run: RunDir, cfg: Config, learner: Learner) -> tuple[Path, dict[str, Any]]:
+    """The latest usable checkpoint of ``run``, checked against this config (loaded once per resume)."""
+    ckpt_path = latest_checkpoint(run.checkpoints_dir)
+    if ckpt_path is None:
+        found = list_checkpoints(run.checkpoints_dir)
+        if found:
+            load_checkpoint(found[-1])  # raises the specific reason (corrupt, foreign, ...)
+        raise CheckpointError(f"run {run.name} has no checkpoint in {run.checkpoints_dir} to resume from")
+    ckpt = load_checkpoint(ckpt_path)
+    _check_checkpoint_fits(ckpt, ckpt_path, cfg, learner)
+    return ckpt_path, ckpt
+
+
+def _load_learner_state(learner: Learner, ckpt: dict[str, Any], path: Path) -> None:
+    try:
+        learner.load_state_dict(ckpt["algo"])
+        runner_episodes = int(ckpt["runner"]["episodes"])
+        set_rng_state(ckpt["rng"])
+        float(ckpt["wall_s"])
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+        text = str(e).strip()
+        first = text.splitlines()[0] if text else type(e).__name__
+        if text.splitlines()[1:]:
+            first += " " + " ".join(x.strip() for x in text.splitlines()[1:3])
+        raise CheckpointError(f"{path} does not fit this learner ({type(e).__name__}: {first[:300]})") from None
+    ckpt["runner"]["episodes"] = runner_episodes
 
 
 def _finished(run: RunDir, cfg: Config) -> RunResult | None:
@@ -135,24 +222,16 @@ def _finished(run: RunDir, cfg: Config) -> RunResult | None:
                      math.nan if last_return is None else last_return, "already finished")
 
 
-def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner, resuming: bool, progress: bool) -> RunResult:
+def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner,
+          loaded: tuple[Path, dict[str, Any]] | None, progress: bool) -> RunResult:
     root = run.path.parent
     index = RunIndex(root)
     metrics = MetricsLog(run.path, logging=cfg.logging, params=cfg.model_dump(mode="json"))
     wall_before = 0.0
-    if resuming:
-        ckpt_path = latest_checkpoint(run.checkpoints_dir)
-        if ckpt_path is None:
-            found = list_checkpoints(run.checkpoints_dir)
-            if found:
-                load_checkpoint(found[-1])  # raises the specific reason (corrupt, foreign, ...)
-            raise CheckpointError(f"run {run.name} has no checkpoint in {run.checkpoints_dir} to resume from")
-        ckpt = load_checkpoint(ckpt_path)
-        if ckpt.get("algorithm") != cfg.algorithm:
-            raise CheckpointError(f"{ckpt_path} holds a '{ckpt.get('algorithm')}' run, not '{cfg.algorithm}'")
-        learner.load_state_dict(ckpt["algo"])
+    if loaded is not None:
+        ckpt_path, ckpt = loaded
+        _load_learner_state(learner, ckpt, ckpt_path)
         runner.stats.episodes = int(ckpt["runner"]["episodes"])
-        set_rng_state(ckpt["rng"])
         wall_before = float(ckpt["wall_s"])
         metrics.truncate_after(learner.env_steps)
         logger.info("resumed %s from %s at %d env steps", run.name, ckpt_path.name, learner.env_steps)
@@ -191,7 +270,8 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner, resuming: 
     fault_counts = getattr(runner, "env", None) and getattr(runner.env, "fault_counts", None)
 
     def checkpoint() -> None:
-        payload = {"algorithm": cfg.algorithm, "algo": learner.state_dict(), "policy": learner.policy.record(),
+        payload = {"algorithm": cfg.algorithm, "credit": cfg.credit.name, "algo": learner.state_dict(),
+                   "policy": learner.policy.record(),
                    "runner": {"episodes": runner.stats.episodes}, "rng": rng_state(), "wall_s": wall()}
         path = checkpoint_path(run.checkpoints_dir, learner.env_steps)
         save_checkpoint(path, payload)

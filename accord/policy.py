@@ -187,6 +187,17 @@ class Policy(nn.Module):
         policy.epsilon = float(record.get("epsilon", 0.0))
         return policy.eval()
 
+    def check_fits(self, spec: EnvSpec, where: str = "checkpoint") -> None:
+        """Refuse (one line) an env this policy was not trained for: agents, observations, actions."""
+        mine, theirs = spec_to_dict(self.spec), spec_to_dict(spec)
+        if mine["n_agents"] != theirs["n_agents"]:
+            raise CheckpointError(f"{where}: checkpoint has {mine['n_agents']} agents, this config "
+                                  f"{theirs['n_agents']}")
+        for key in ("obs_shapes", "state_dim", "action_kind", "n_actions"):
+            if mine.get(key) != theirs.get(key):
+                raise CheckpointError(f"{where}: the env's {key} is {mine.get(key)!r} in the checkpoint vs "
+                                      f"{theirs.get(key)!r} in this config's task")
+
     @classmethod
     def load(cls, source: str | Path, checkpoint: str | Path | None = None, root: str | Path = "runs",
              device: str | torch.device = "cpu") -> Policy:

@@ -1,6 +1,6 @@
 """Reliability battery: kills with exact resumes, malformed inputs refused cleanly, env faults survived.
 
-    python benchmarks/reliability.py                 # full: 5 kills, every malformed input, every fault
+    python benchmarks/reliability.py                 # full: 20 kills, every malformed input, every fault
     python benchmarks/reliability.py --short         # what CI runs (tests/test_reliability.py)
 
 Prints one JSON line, then a table. Each check counts as passed when:
@@ -21,17 +21,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
 import json
 import random
 import shutil
 import signal
+import struct
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +43,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from accord import cli  # noqa: E402
 from accord.store import RunIndex, latest_checkpoint, list_runs  # noqa: E402
+from accord.store.checkpoint import MAGIC  # noqa: E402
 
 TINY = ["task.params.n_agents=2", "task.num_envs=8", "ppo.rollout_len=10", "ppo.epochs=1", "train.log_interval=400",
         "credit.monitor.contribution_episodes=0"]
@@ -54,6 +59,9 @@ def run_cli(*args: str) -> tuple[int, str]:
             code = 0
         except SystemExit as e:
             code = int(e.code or 0)
+        except Exception:  # a bug, not a refusal: counted as failed, the battery goes on
+            traceback.print_exc(file=err)
+            code = 1
     return code, err.getvalue()
 
 
@@ -161,8 +169,9 @@ def malformed(work: Path, short: bool) -> list[dict]:
         ("suite", "missing suite file", lambda: run_cli("suite", "good", "--root", str(root), "--suite",
                                                         str(bad / "none.yaml"))),
     ]
-    if short:
-        cases = cases[::3]
+    hostile = hostile_cases(work, root, good_bytes)
+    cases = cases[::3] + hostile[::12] if short else cases + hostile
+    ckpts_before = sorted(p.name for p in (root / "good" / "checkpoints").iterdir())
     out = []
     for group, name, fn in cases:
         t0 = time.perf_counter()
@@ -173,9 +182,150 @@ def malformed(work: Path, short: bool) -> list[dict]:
                     "wall_s": round(time.perf_counter() - t0, 2)})
     with RunIndex(root) as index:  # the store is intact after all that
         intact = index.get("good")["status"] == "finished" and bool(_metrics(root / "good"))
+    intact = intact and sorted(p.name for p in (root / "good" / "checkpoints").iterdir()) == ckpts_before
     out.append({"check": "run store intact after malformed inputs", "kind": "malformed", "passed": intact,
                 "detail": "run 'good' still finished, metrics parse", "wall_s": 0.0})
     return out
+
+
+def _numeric_keys() -> list[tuple[str, str, bool]]:
+    """(key, int|float, has a lower bound) of every number in the config schema."""
+    from pydantic import BaseModel
+
+    from accord.config import Config
+
+    out = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                walk(ann, prefix + name + ".")
+            elif ann in (int, float, int | None, float | None) and name != "schema_version":
+                bounded = any(hasattr(m, "ge") or hasattr(m, "gt") for m in field.metadata)
+                out.append((prefix + name, "float" if ann in (float, float | None) else "int", bounded))
+
+    walk(Config, "")
+    return out
+
+
+def hostile_cases(work: Path, root: Path, good_bytes: bytes) -> list[tuple[str, str, Callable[[], tuple[int, str]]]]:
+    """Issue 10 part 3: generated systematically, each class refused in one line (exit 2)."""
+    cases: list[tuple[str, str, Callable[[], tuple[int, str]]]] = []
+    bad = work / "hostile"
+    bad.mkdir(exist_ok=True)
+
+    def show(*overrides: str) -> Callable[[], tuple[int, str]]:
+        return lambda: run_cli("config", "show", *overrides)
+
+    # numbers: non-finite, out of range, wrong type, for every numeric key of the schema
+    for key, kind, bounded in _numeric_keys():
+        bad_values = [".inf", ".nan", "abc"] if kind == "float" else ["1.5", "abc", ".inf"]
+        if bounded:
+            bad_values.append("-1")
+        cases += [("hostile", f"number {key}={v}", show(f"{key}={v}")) for v in bad_values]
+    # sizes that would exhaust memory: refused before any allocation or run folder
+    for override in ("task.num_envs=1000000000", "model.hidden=10000000", "ppo.rollout_len=100000000",
+                     "task.params.n_agents=100000", "q.rollout_len=100000000 algorithm=q credit.name=vdn"):
+        cases.append(("hostile", f"memory {override}", lambda o=override: run_cli(
+            "train", f"runs_dir={work / 'mem'}", *o.split(), *FLAGS)))
+    # devices and run names
+    for dev in ("cuda:7", "tpu", "cuda:-1", "meta", "gpu0"):
+        cases.append(("hostile", f"device {dev}", show(f"train.device={dev}")))
+    for name in ("", "  ", "a/b", "..", "../escape", "/abs", "x y"):
+        cases.append(("hostile", f"run name {name!r}", show(f"name={name}")))
+
+    # hostile or broken YAML
+    def yaml_file(name: str, data: bytes) -> Callable[[], tuple[int, str]]:
+        p = bad / name
+        p.write_bytes(data)
+        return lambda: run_cli("config", "show", str(p))
+
+    bomb = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + q] * 10)}]\n" for q, c in zip("abcdefgh", "bcdefghi", strict=True))
+    yamls = {"binary garbage": bytes(range(256)) * 8, "random bytes": random.Random(1).randbytes(4096),
+             "latin-1 bytes": "name: caf\xe9\n".encode("latin-1"), "bad UTF-16 body": b"\xff\xfe" + b"\x00\xd8" * 3,
+             "alias bomb": bomb.encode(), "deep flow nesting": ("a: " + "[" * 10000 + "]" * 10000).encode(),
+             "deep block nesting": "".join(" " * i + f"k{i}:\n" for i in range(200)).encode(),
+             "2 MiB file": b"# " + b"x" * (2 << 20), "tab indentation": b"task:\n\tname: spread\n",
+             "two documents": b"seed: 1\n---\nseed: 2\n", "top-level scalar": b"42\n",
+             "python tag": b"seed: !!python/object/apply:os.system ['true']\n",
+             "unclosed quote": b'name: "abc\n', "NUL in text": b"seed: 1\x00\n"}
+    cases += [("hostile", f"yaml: {name}", yaml_file(f"y{i}.yaml", data))
+              for i, (name, data) in enumerate(yamls.items())]
+
+    # checkpoints: tampered at several offsets, truncated, disallowed objects, missing fields, other shapes
+    def ckpt_case(name: str, data: bytes) -> Callable[[], tuple[int, str]]:
+        p = bad / f"{name}.pt"
+        p.write_bytes(data)
+        return lambda: run_cli("contribution", "good", "--root", str(root), "--checkpoint", str(p))
+
+    header = len(MAGIC) + 4 + 32 + 8
+    for off in (0, 3, len(MAGIC), len(MAGIC) + 2, len(MAGIC) + 6, len(MAGIC) + 40, header, header + 50,
+                len(good_bytes) // 2, len(good_bytes) - 1):
+        flipped = bytearray(good_bytes)
+        flipped[off] ^= 0xFF
+        cases.append(("hostile", f"checkpoint byte {off} flipped", ckpt_case(f"flip{off}", bytes(flipped))))
+    for cut in (1, header - 1, header + 1, len(good_bytes) // 3, len(good_bytes) - 1):
+        cases.append(("hostile", f"checkpoint cut at {cut}", ckpt_case(f"cut{cut}", good_bytes[:cut])))
+
+    def sealed(payload: object) -> bytes:
+        buf = io.BytesIO()
+        torch.save(payload, buf)
+        body = buf.getvalue()
+        return MAGIC + struct.pack(">I32sQ", 1, hashlib.sha256(body).digest(), len(body)) + body
+
+    payload = torch.load(io.BytesIO(good_bytes[header:]), weights_only=True)
+    for name, evil in (("a foreign class", argparse.Namespace(x=1)), ("a set", {1, 2}), ("a numpy array", np.zeros(3)),
+                       ("a function", print)):
+        cases.append(("hostile", f"checkpoint holding {name} (valid checksum)",
+                      ckpt_case(f"evil{len(cases)}", sealed({**payload, "algo": evil}))))
+    for field in ("policy", "algo"):
+        cases.append(("hostile", f"checkpoint without '{field}'", ckpt_case(
+            f"missing_{field}", sealed({k: v for k, v in payload.items() if k != field}))))
+
+    # a run whose checkpoint has other shapes, and resumes that would change the network
+    code, err = run_cli("train", f"runs_dir={root}", "name=three", *TINY, "task.params.n_agents=3",
+                        "train.total_env_steps=80", *FLAGS)
+    assert code == 0, err
+    three = latest_checkpoint(root / "three" / "checkpoints")
+    mixed = root.parent / "mixed"
+    shutil.copytree(root / "good", mixed / "good")
+    shutil.copy(three, mixed / "good" / "checkpoints" / "ckpt_000000000999.pt")
+    for args in (["train", "--resume", "good", f"runs_dir={mixed}"], ["eval", "good", "--root", str(mixed)],
+                 ["contribution", "good", "--root", str(mixed)]):
+        extra = ["train.total_env_steps=100000", *FLAGS] if args[0] == "train" else []
+        cases.append(("hostile", f"3-agent checkpoint: {args[0]}", lambda a=args + extra: run_cli(*a)))
+    for override in ("model.hidden=128", "model.layers=3", "model.recurrent=true", "model.share_params=false",
+                     "task.params.n_agents=3", "algorithm=q", "credit.name=individual",
+                     "architecture=decentralized", "task.name=foraging"):
+        cases.append(("hostile", f"resume changing {override}", lambda o=override: run_cli(
+            "train", "--resume", "good", f"runs_dir={root}", o, "train.total_env_steps=100000", *FLAGS)))
+    # corrupt files in a run folder
+    broken = root.parent / "broken"
+    shutil.copytree(root / "good", broken / "good")
+    (broken / "good" / "config.yaml").write_bytes(b"\xff\xfe\x00 not yaml")
+    for args in (["train", "--resume", "good", f"runs_dir={broken}"], ["eval", "good", "--root", str(broken)],
+                 ["contribution", "good", "--root", str(broken)], ["suite", "good", "--root", str(broken)],
+                 ["export", "good", "--root", str(broken), "--out", str(bad / "bundle")]):
+        cases.append(("hostile", f"corrupt config.yaml: {args[0]}", lambda a=args: run_cli(*a)))
+    garbage = root.parent / "garbage"
+    shutil.copytree(root / "good", garbage / "good")
+    (garbage / "good" / "metrics.jsonl").write_text('{"env_steps": 1}\nnot json\n{"env_steps": 2}\n')
+    cases.append(("hostile", "corrupt metrics.jsonl line: resume", lambda: run_cli(
+        "train", "--resume", "good", f"runs_dir={garbage}", "train.total_env_steps=100000", *FLAGS)))
+    # CLI misuse
+    for args in (["eval", "good", "--episodes", "0"], ["eval", "good", "--episodes", "-5"],
+                 ["contribution", "good", "--episodes", "0"], ["suite", "good", "--episodes", "0"],
+                 ["export", "good", "--out", str(bad / "b"), "--opset", "0"],
+                 ["export", "good", "--out", str(bad / "b"), "--tolerance", "nan"],
+                 ["export", "good", "--out", str(bad / "b"), "--tolerance", "-1"],
+                 ["export", "good", "--out", str(bad / "b"), "--parity-obs", "0"],
+                 ["train", "--eval-episodes", "-1"], ["eval"], ["frobnicate"], ["train", "--resume"],
+                 ["eval", "good", "--episodes", "1e9x"], ["config", "show", "noequals"]):
+        cases.append(("hostile", "cli: " + " ".join(args), lambda a=args: run_cli(*a, "--root", str(root))
+                      if a[0] in ("eval", "contribution", "suite", "export") and len(a) > 1 else run_cli(*a)))
+    return cases
 
 
 # -- env faults ---------------------------------------------------------------------------------------
@@ -240,6 +390,21 @@ def faults(work: Path, short: bool) -> list[dict]:
         ("NaN every step, guard off: fails after max_nonfinite", clean_failure(
             "train.total_env_steps=800", "task.guard=false", "task.params.nan_prob=1", "train.max_nonfinite=2")),
         ("one env copy keeps raising: quarantined, others go on", quarantine),
+        ("raises in 20% of steps, retried", recovered("env_retries", "train.total_env_steps=400",
+                                                      "task.params.raise_prob=0.2", "runner.retries=5",
+                                                      "runner.backoff_s=0.001", "task.params.fault_seed=3")),
+        ("raises, no retries: env restarted", recovered("env_restarts", "train.total_env_steps=400",
+                                                        "task.params.raise_prob=0.02", "runner.max_restarts=100",
+                                                        "task.params.fault_seed=5")),
+        ("NaN reward at two steps, guard off: both rolled back", recovered(
+            "nonfinite_updates", "train.total_env_steps=400", "task.guard=false", "task.params.nan_steps=[3,25]")),
+        ("NaN in 30% of steps, guard on: clean failure", clean_failure(
+            "train.total_env_steps=400", "task.params.nan_prob=0.3")),
+        ("hangs every step, restarts exhausted: clean failure", clean_failure(
+            "train.total_env_steps=400", "task.params.hang_prob=1", "task.params.hang_s=0.3",
+            "runner.step_timeout_s=0.05", "runner.max_restarts=1")),
+        ("raises every step, no restarts allowed: clean failure", clean_failure(
+            "train.total_env_steps=400", "task.params.raise_prob=1", "runner.max_restarts=0")),
     ]
     if short:
         cases = [cases[0], cases[2], cases[3], cases[6]]
@@ -257,7 +422,7 @@ def battery(short: bool = False, kill_count: int | None = None, work: Path | Non
     with tempfile.TemporaryDirectory(prefix="accord-reliability-") as tmp:
         work = work or Path(tmp)
         t0 = time.perf_counter()
-        checks = kills(1 if short else 5 if kill_count is None else kill_count, work) if kill_count != 0 else []
+        checks = kills(1 if short else 20 if kill_count is None else kill_count, work) if kill_count != 0 else []
         checks += malformed(work, short) + faults(work, short)
         summary = {}
         for kind in ("kill", "malformed", "env fault"):
@@ -271,7 +436,7 @@ def battery(short: bool = False, kill_count: int | None = None, work: Path | Non
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--short", action="store_true", help="the CI subset")
-    p.add_argument("--kills", type=int, help="kill/resume cycles (default 5, 1 with --short)")
+    p.add_argument("--kills", type=int, help="kill/resume cycles (default 20, 1 with --short)")
     args = p.parse_args()
     result = battery(args.short, args.kills)
     print(json.dumps({k: v for k, v in result.items() if k != "checks"}))

@@ -196,7 +196,13 @@ def make_env(task: TaskConfig, runner_kind: str = "sync", workers: int | None = 
                                           "quarantine_after": runner.quarantine_after}
 
     def build() -> VecEnv:
-        return _build_env(entry, task, runner_kind, workers, device, runner, faults)
+        try:
+            return _build_env(entry, task, runner_kind, workers, device, runner, faults)
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            # e.g. task.params of the wrong type raising inside the task's (or the user's) constructor
+            text = str(e).strip().splitlines()
+            raise ConfigError(f"task '{task.name}' could not be built with task.params {task.params!r}: "
+                              f"{type(e).__name__}: {text[0] if text else ''}") from e
 
     if runner is None:
         env: VecEnv = ResilientVecEnv(build, max_restarts=0)

@@ -36,7 +36,7 @@ from torch import Tensor
 from accord.config import build_config
 from accord.envs.base import Step, VecEnv
 from accord.envs.registry import make_env
-from accord.errors import ConfigError
+from accord.errors import CheckpointError, ConfigError
 from accord.eval.flags import mark_lazy
 from accord.eval.stats import bootstrap_ci, mean_ci_t
 from accord.evaluate import first_episodes, random_actions
@@ -201,9 +201,14 @@ def report_run(run: str | Path, root: str | Path = "runs", checkpoint: str | Pat
     ckpt_path = resolve_checkpoint(run_dir.path, checkpoint)
     payload = load_checkpoint(ckpt_path)
     policy = Policy.from_checkpoint(payload, str(ckpt_path), cfg.train.device)
+    algo = payload.get("algo")
+    if not isinstance(algo, dict) or not isinstance(algo.get("env_steps"), int):
+        raise CheckpointError(f"{ckpt_path} lacks the field 'algo.env_steps' (incomplete or not written by "
+                              "accord train)")
     cfg.task.num_envs = episodes or mon.contribution_episodes or 128
     env = make_env(cfg.task, cfg.runner.kind, cfg.runner.workers, cfg.train.device)
     try:
+        policy.check_fits(env.spec, str(ckpt_path))
         n = env.spec.n_agents
         with phase(f"contribution ({cfg.task.num_envs} episodes per coalition)",
                    2**n if n <= EXACT_MAX_AGENTS else None, "coalition") if progress else nullcontext() as advance:
@@ -214,7 +219,7 @@ def report_run(run: str | Path, root: str | Path = "runs", checkpoint: str | Pat
                 permutations=mon.shapley_permutations, advance=advance)
     finally:
         env.close()
-    report.source = {"run": run_dir.name, "checkpoint": ckpt_path.name, "env_steps": int(payload["algo"]["env_steps"])}
+    report.source = {"run": run_dir.name, "checkpoint": ckpt_path.name, "env_steps": algo["env_steps"]}
     report.flags = mark_lazy(report, mon.lazy_tolerance, mon.success_threshold)
     return report
 

@@ -66,8 +66,15 @@ def load_checkpoint(path: PathLike, map_location: str | torch.device = "cpu") ->
     try:
         return torch.load(io.BytesIO(body), map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError) as e:
+        text = str(e)
+        if isinstance(e, pickle.UnpicklingError) and ("Unsupported global" in text or "weights_only" in text
+                                                      or "Unsupported operand" in text):
+            raise CheckpointError(
+                f"checkpoint {path} refused: the file holds objects that are not plain tensors "
+                "(tampered or foreign); nothing in it was run"
+            ) from None
         raise CheckpointError(
-            f"checkpoint {path} passed its checksum but torch cannot load it ({e}); "
+            f"checkpoint {path} passed its checksum but torch cannot load it ({_first_line(e)}); "
             "it was probably written with an incompatible torch version"
         ) from e
 
@@ -190,6 +197,11 @@ def _read_body(path: Path) -> bytes:
     if hashlib.sha256(body).digest() != digest:
         raise _corrupt(path, "checksum mismatch")
     return body
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 def _corrupt(path: Path, reason: str) -> CheckpointError:

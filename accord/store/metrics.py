@@ -102,7 +102,7 @@ class MetricsLog:
         self._close_file()  # the rewrite replaces the file; an open handle would append to the old one
         self._close_writer()
         records = self.read(self.run_dir)
-        kept = [r for r in records if r["env_steps"] <= env_steps]
+        kept = [r for r in records if isinstance(r.get("env_steps"), int) and r["env_steps"] <= env_steps]
         atomic_write_text(self.path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
         # TensorBoard hides events at or after this step from earlier event files.
         self._purge_step = env_steps + 1
@@ -208,12 +208,22 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     lines = text.split("\n")
     if lines[-1]:  # every complete record ends with a newline
         logger.warning("dropping torn last line of %s (the writer was interrupted)", path)
+    complete = [(number, line) for number, line in enumerate(lines[:-1], start=1) if line.strip()]
     records = []
-    for number, line in enumerate(lines[:-1], start=1):
-        if not line.strip():
-            continue
+    for i, (number, line) in enumerate(complete):
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise RunStoreError(f"{path} line {number} is not valid JSON ({e}); fix or delete that line") from e
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError(f"a {type(record).__name__}, not a record")
+        except ValueError as e:  # JSONDecodeError is a ValueError
+            if i == len(complete) - 1:  # the last line: a crash mid-write (or garbage after it), dropped
+                logger.warning("dropping corrupt last line %d of %s (%s); 1 line dropped", number, path, e)
+                read_jsonl.dropped += 1  # type: ignore[attr-defined]
+                break
+            raise RunStoreError(f"{path} line {number} is not a valid JSON record ({e}); fix or delete "
+                                "that line") from None
+        records.append(record)
     return records
+
+
+read_jsonl.dropped = 0  # type: ignore[attr-defined]  # corrupt last lines dropped in this process

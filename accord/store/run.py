@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ _VALID_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 PathLike = str | os.PathLike[str]
+logger = logging.getLogger(__name__)
 
 
 class RunDir:
@@ -147,6 +149,23 @@ class RunDir:
         except OSError as e:
             raise RunStoreError(f"cannot append to {self.overrides_path}: {e.strerror or e}") from e
 
+    def clean_temp_files(self) -> int:
+        """Delete temp files a kill left mid-write (``.<name>.*.tmp``, accord.store.atomic) in the run
+        folder and its checkpoints/; only call this when no process writes the run (a resume)."""
+        removed = 0
+        for folder in (self.path, self.checkpoints_dir):
+            if not folder.is_dir():
+                continue
+            for p in folder.glob(".*.tmp"):
+                try:
+                    p.unlink()
+                    removed += 1
+                except OSError as e:
+                    logger.warning("cannot delete stale temp file %s: %s", p, e.strerror or e)
+        if removed:
+            logger.warning("%s: deleted %d temp file(s) left by an interrupted write", self.name, removed)
+        return removed
+
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
 
@@ -159,12 +178,20 @@ def list_runs(root: PathLike) -> list[RunDir]:
     return [RunDir(p) for p in sorted(root.iterdir()) if (p / CONFIG_FILE).is_file()]
 
 
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a run folder's name (empty, blank, a path, '..'), or None."""
+    if not name.strip():
+        return "a run name cannot be empty or blank"
+    if not _VALID_NAME.match(name) or ".." in name:
+        return (f"invalid run name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter "
+                "or digit (no '/' or '..')")
+    return None
+
+
 def _claim(root: Path, name: str) -> Path:
-    if not _VALID_NAME.match(name):
-        raise RunStoreError(
-            f"invalid run name {name!r}: use letters, digits, '.', '_' and '-', "
-            "starting with a letter or digit"
-        )
+    problem = name_problem(name)
+    if problem:
+        raise RunStoreError(problem)
     path = root / name
     try:
         path.mkdir()
@@ -193,12 +220,9 @@ def _claim_default(root: Path, task: str, algorithm: str, seed: int) -> Path:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise RunStoreError(f"cannot read {path}: {e.strerror or e}") from e
-    except yaml.YAMLError as e:
-        raise RunStoreError(f"{path} is not valid YAML: {e}") from e
+    from accord.safe_yaml import load_file  # the config reader: same caps for files in a run folder
+
+    data = load_file(path, RunStoreError)
     if not isinstance(data, dict):
         raise RunStoreError(f"{path} should hold a mapping, found {type(data).__name__}")
     return data

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from torch import Tensor
 
@@ -121,10 +120,9 @@ def load_suite(source: str | Path | None = "default") -> SuiteSpec:
         p = Path(source)
         if not p.is_file():
             raise ConfigError(f"suite file not found: {p} (use --suite default or a YAML file)")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        from accord.safe_yaml import load_file  # the one YAML reader (caps for hostile files)
+
+        data = load_file(p) or {}
         where = str(p)
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: the top level must be a mapping, got {type(data).__name__}")
@@ -211,6 +209,7 @@ def evaluate_suite(cfg: Any, policy: Any, suite: SuiteSpec, episodes: int | None
 
     base = build()
     try:
+        policy.check_fits(base.spec, "suite")  # one line for a checkpoint of another shape
         moments: dict[str, list[Any]] = {}
         clean_ret, clean_succ = play(base, moments=moments)
         obs_std = _obs_std(moments)
