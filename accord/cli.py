@@ -388,6 +388,7 @@ def _eval_one_run(args: argparse.Namespace) -> int:
         task.num_envs = min(episodes, cfg.task.num_envs)
         env = make_env(task, cfg.runner.kind, cfg.runner.workers, cfg.train.device)
         try:
+            policy.check_fits(env.spec, f"run {run.name}")
             modes = {m: _t_summary(evaluate_policy(env, policy, episodes, m == "greedy", seed))
                      for m in ("greedy", "sampled")}
             rnd = evaluate_policy(env, None, episodes, seed=seed)

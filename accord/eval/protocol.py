@@ -78,6 +78,7 @@ def evaluate_modes(cfg: Config, policy: Policy, episodes: int, seed: int) -> dic
     was_training = policy.training
     policy.eval()
     try:
+        policy.check_fits(env.spec)
         return {mode: summarize(*play_episodes(env, policy, episodes, mode == "greedy", seed)) for mode in MODES}
     finally:
         policy.train(was_training)
