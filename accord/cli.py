@@ -713,6 +713,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def run_captured(argv: Sequence[str]) -> tuple[int, str, str]:
+    """``accord ARGV`` in this process: (exit code, stdout, stderr), as a shell would see them (tests,
+    the reliability battery). An exception that escapes ``main`` is a bug: exit 1, traceback in stderr."""
+    import contextlib
+    import io
+    import traceback
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        try:
+            main(list(argv))
+            code = 0
+        except SystemExit as e:
+            code = int(e.code or 0)
+        except Exception:
+            traceback.print_exc(file=err)
+            code = 1
+    return code, out.getvalue(), err.getvalue()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)

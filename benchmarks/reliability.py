@@ -20,7 +20,6 @@ Prints one JSON line, then a table. Each check counts as passed when:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import io
 import json
@@ -31,7 +30,6 @@ import struct
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,18 +49,9 @@ FLAGS = ["--no-progress", "--eval-episodes", "0"]
 
 
 def run_cli(*args: str) -> tuple[int, str]:
-    """``accord ARGS`` in this process: (exit code, stderr)."""
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            cli.main(list(args))
-            code = 0
-        except SystemExit as e:
-            code = int(e.code or 0)
-        except Exception:  # a bug, not a refusal: counted as failed, the battery goes on
-            traceback.print_exc(file=err)
-            code = 1
-    return code, err.getvalue()
+    """``accord ARGS`` in this process: (exit code, stderr); a bug counts as failed, the battery goes on."""
+    code, _, err = cli.run_captured(args)
+    return code, err
 
 
 def clean_refusal(code: int, err: str) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import contextlib
 import hashlib
 import io
 import shutil
@@ -22,14 +21,8 @@ FLAGS = ["--no-progress", "--eval-episodes", "0"]
 
 
 def run_cli(*args: str) -> tuple[int, str]:
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            cli.main(list(args))
-            code = 0
-        except SystemExit as e:
-            code = int(e.code or 0)
-    return code, err.getvalue()
+    code, _, err = cli.run_captured(args)
+    return code, err
 
 
 def refused(code: int, err: str, *words: str) -> bool:

@@ -70,12 +70,8 @@ def t_ci(x: Sequence[float] | np.ndarray, confidence: float = 0.95) -> tuple[flo
 
     Fewer than two samples give the degenerate interval ``(m, m)``.
     """
-    x = np.asarray(x, dtype=float)
-    m = float(x.mean())
-    if x.size < 2:
-        return m, m, m
-    half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
-    return m, m - half, m + half
+    m, lo, hi = mean_ci_t(np.asarray(x, dtype=float).reshape(-1), confidence)
+    return float(m), float(lo), float(hi)
 
 
 # -- across seeds and tasks: IQM with stratified bootstrap --------------------------------------------
