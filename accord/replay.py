@@ -123,18 +123,6 @@ class EpisodeBatch:
         return steps[:, None] < self.length[None]  # [T, E]
 
 
-    @classmethod
-    def cat(cls, parts: list[EpisodeBatch]) -> EpisodeBatch:
-        """Batch-major episodes of several batches, one after the other."""
-        out = {}
-        for f in fields(cls):
-            first = getattr(parts[0], f.name)
-            if isinstance(first, dict):
-                out[f.name] = {m: torch.cat([getattr(p, f.name)[m] for p in parts]) for m in first}
-            else:
-                out[f.name] = torch.cat([getattr(p, f.name) for p in parts])
-        return cls(**out)
-
     def rows(self, idx: Tensor) -> EpisodeBatch:
         """A copy of batch-major rows ``idx``."""
         return self.map(lambda _, x: x[idx])
@@ -147,7 +135,7 @@ class EpisodeBatch:
 class EpisodeChunk:
     """What an off-policy runner hands the learner: the episodes that finished, and the steps taken."""
 
-    episodes: EpisodeBatch | None  # batch-major [E, ...]; None when no episode finished
+    episodes: list[EpisodeBatch]  # batch-major [E, ...] each, in the order they finished
     env_steps: int
 
 

@@ -99,8 +99,8 @@ class QLearner:
         q = self.cfg.q
         acted_with = self.policy.epsilon
         self.env_steps += chunk.env_steps
-        if chunk.episodes is not None:
-            self.buffer.extend(chunk.episodes)
+        for episodes in chunk.episodes:
+            self.buffer.extend(episodes)
         out: dict[str, float] = {}
         if self.buffer.size >= q.batch_episodes:
             logs = [self.gradient_step(self.buffer.sample(q.batch_episodes)) for _ in range(q.updates)]

@@ -10,7 +10,7 @@ import torch
 
 from accord.envs.base import VecEnv
 from accord.policy import Policy
-from accord.replay import EpisodeBatch, EpisodeBuilder, EpisodeChunk
+from accord.replay import EpisodeBuilder, EpisodeChunk
 from accord.runners.sync import EpisodeStats
 
 
@@ -38,5 +38,4 @@ class EpisodeRunner:
                 finished.append(done)
             self.stats.add(nxt)
             self.starts, self.current = nxt.done, nxt
-        episodes = EpisodeBatch.cat(finished) if finished else None
-        return EpisodeChunk(episodes, self.t_len * self.env.num_envs)
+        return EpisodeChunk(finished, self.t_len * self.env.num_envs)
