@@ -27,6 +27,7 @@ from accord.envs.registry import make_env
 from accord.errors import CheckpointError, ConfigError
 from accord.eval.flags import RewardHackingMonitor
 from accord.memory import check_memory
+from accord.policy import check_spec_fits, spec_to_dict
 from accord.progress import TrainProgress
 from accord.runners import Learner, Runner, make_runner
 from accord.store import (
@@ -169,15 +170,9 @@ def _check_checkpoint_fits(ckpt: dict[str, Any], path: Path, cfg: Config, learne
         raise CheckpointError(f"{path}: credit '{ckpt['credit']}' in the checkpoint vs '{cfg.credit.name}' here")
     record = ckpt.get("policy")
     if isinstance(record, dict):
-        mine = learner.policy.record()
-        spec, their_spec = mine["spec"], record.get("spec") or {}
-        if their_spec.get("n_agents") != spec["n_agents"]:
-            raise CheckpointError(f"{path}: checkpoint has {their_spec.get('n_agents')} agents, this config "
-                                  f"{spec['n_agents']}")
-        for k, v in spec.items():
-            if k in their_spec and their_spec[k] != v and k != "agent_names":
-                raise CheckpointError(f"{path}: the env's {k} is {their_spec[k]!r} in the checkpoint vs {v!r} here")
-        for k, v in mine["model"].items():
+        policy = learner.policy
+        check_spec_fits(record.get("spec") or {}, spec_to_dict(policy.spec), str(path))
+        for k, v in policy.model.model_dump().items():
             theirs = (record.get("model") or {}).get(k, v)
             if theirs != v:
                 raise CheckpointError(f"{path}: model.{k} {theirs!r} in the checkpoint vs {v!r} here")
@@ -196,19 +191,17 @@ def _resume_checkpoint(run: RunDir, cfg: Config, learner: Learner) -> tuple[Path
     return ckpt_path, ckpt
 
 
-def _load_learner_state(learner: Learner, ckpt: dict[str, Any], path: Path) -> None:
+def _load_learner_state(learner: Learner, runner: Runner, ckpt: dict[str, Any], path: Path) -> float:
+    """Restore learner, episode count and RNG states; the wall time the run had. One line if they don't fit."""
     try:
         learner.load_state_dict(ckpt["algo"])
-        runner_episodes = int(ckpt["runner"]["episodes"])
+        runner.stats.episodes = int(ckpt["runner"]["episodes"])
         set_rng_state(ckpt["rng"])
-        float(ckpt["wall_s"])
+        return float(ckpt["wall_s"])
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
-        text = str(e).strip()
-        first = text.splitlines()[0] if text else type(e).__name__
-        if text.splitlines()[1:]:
-            first += " " + " ".join(x.strip() for x in text.splitlines()[1:3])
-        raise CheckpointError(f"{path} does not fit this learner ({type(e).__name__}: {first[:300]})") from None
-    ckpt["runner"]["episodes"] = runner_episodes
+        lines = [x.strip() for x in str(e).strip().splitlines()] or [type(e).__name__]
+        raise CheckpointError(f"{path} does not fit this learner ({type(e).__name__}: {' '.join(lines[:3])[:300]})"
+                              ) from None
 
 
 def _finished(run: RunDir, cfg: Config) -> RunResult | None:
@@ -230,9 +223,7 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner,
     wall_before = 0.0
     if loaded is not None:
         ckpt_path, ckpt = loaded
-        _load_learner_state(learner, ckpt, ckpt_path)
-        runner.stats.episodes = int(ckpt["runner"]["episodes"])
-        wall_before = float(ckpt["wall_s"])
+        wall_before = _load_learner_state(learner, runner, ckpt, ckpt_path)
         metrics.truncate_after(learner.env_steps)
         logger.info("resumed %s from %s at %d env steps", run.name, ckpt_path.name, learner.env_steps)
 

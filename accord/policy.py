@@ -49,6 +49,17 @@ def spec_from_dict(d: Mapping[str, Any]) -> EnvSpec:
     return EnvSpec(**d)
 
 
+def check_spec_fits(stored: Mapping[str, Any], here: Mapping[str, Any], where: str) -> None:
+    """One line naming the first way a checkpoint's spec (plain data) differs from this env's."""
+    if stored.get("n_agents") != here["n_agents"]:
+        raise CheckpointError(f"{where}: checkpoint has {stored.get('n_agents')} agents, this config "
+                              f"{here['n_agents']}")
+    for key in ("obs_shapes", "state_dim", "action_kind", "n_actions"):
+        if stored.get(key) != here.get(key):
+            raise CheckpointError(f"{where}: the env's {key} is {stored.get(key)!r} in the checkpoint vs "
+                                  f"{here.get(key)!r} in this config's task")
+
+
 class Policy(nn.Module):
     """Team policy ``pi(u | o)`` over ``[B, N, ...]`` observations; greedy or sampled actions."""
 
@@ -189,14 +200,7 @@ class Policy(nn.Module):
 
     def check_fits(self, spec: EnvSpec, where: str = "checkpoint") -> None:
         """Refuse (one line) an env this policy was not trained for: agents, observations, actions."""
-        mine, theirs = spec_to_dict(self.spec), spec_to_dict(spec)
-        if mine["n_agents"] != theirs["n_agents"]:
-            raise CheckpointError(f"{where}: checkpoint has {mine['n_agents']} agents, this config "
-                                  f"{theirs['n_agents']}")
-        for key in ("obs_shapes", "state_dim", "action_kind", "n_actions"):
-            if mine.get(key) != theirs.get(key):
-                raise CheckpointError(f"{where}: the env's {key} is {mine.get(key)!r} in the checkpoint vs "
-                                      f"{theirs.get(key)!r} in this config's task")
+        check_spec_fits(spec_to_dict(self.spec), spec_to_dict(spec), where)
 
     @classmethod
     def load(cls, source: str | Path, checkpoint: str | Path | None = None, root: str | Path = "runs",
