@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from accord.errors import AccordError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from accord.eval.contribution import ContributionReport
 
 
@@ -74,6 +76,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         rows += [("flags", line) for line in _flag_lines(r.flags) or ["none"]]
     print()
     print(_table(rows, ("result", "value")))
+    cost = _cost_table(r.run.path)
+    if cost:
+        print(f"\ncost per agent (cost.json; traffic per episode over the last log interval):\n{cost}")
     if r.contribution is not None:
         print(f"\ncontribution ({r.contribution.episodes} episodes, absent agents: {r.contribution.replacement}):")
         print(_contribution_table(r.contribution))
@@ -83,6 +88,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     if link is not None:
         print(f"mlflow: run {link['run_id']} in experiment '{link.get('experiment')}' at {link['tracking_uri']}")
     return 0 if r.finished else 130
+
+
+def _cost_table(run_path: Path) -> str:
+    """The per-agent cost table of a run (accord.cost), '' for runs without one."""
+    from accord.cost import cost_rows
+    from accord.store import MetricsLog
+
+    records = [r for r in MetricsLog.read(run_path) if "return_mean" in r]
+    header, rows = cost_rows(run_path, records[-1] if records else {})
+    return _table(rows, header) if rows else ""
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

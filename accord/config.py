@@ -28,6 +28,25 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+class CommConfig(Section):
+    """Learned messages between agents (accord.comm): a gate, a symbol and a target per agent per step."""
+
+    enabled: bool = Field(False, description="Add a message channel to the task (it must support messages: "
+                          "discrete actions and a vector observation, see `accord tasks`).")
+    size: int = Field(2, ge=1, le=8, description="Bits per message: a message is one of 2**size symbols.")
+    mode: Literal["broadcast", "targeted"] = Field(
+        "broadcast", description="broadcast: every other agent receives the message; targeted: the sender "
+        "also picks one receiver (TarMAC-style, as a choice of the action).")
+    budget: int | None = Field(None, ge=0, description="Messages (or bytes, see unit) each agent may send per "
+                               "episode; null: unlimited.")
+    unit: Literal["messages", "bytes"] = Field("messages", description="What the budget counts; a message "
+                                                "costs ceil(size / 8) bytes per receiver.")
+    over_budget: Literal["drop", "penalty"] = Field(
+        "drop", description="A message over the budget is dropped (not delivered), or delivered with "
+        "`penalty` taken from the team reward and the sender's reward.")
+    penalty: float = Field(0.1, ge=0, description="Reward taken per message over the budget (over_budget=penalty).")
+
+
 class TaskConfig(Section):
     name: str = Field("spread", description="Task from `accord tasks`, 'pettingzoo' for any ParallelEnv, or "
                       "'package.module:Name' for your own: a ParallelEnv class or factory, a module with "
@@ -39,6 +58,8 @@ class TaskConfig(Section):
                                    "episode_limit: steps before truncation (default: the env's max_cycles).")
     num_envs: int = Field(64, ge=1, description="Envs stepped together (B).")
     guard: bool = Field(True, description="Validate every env output (shapes, dtypes, NaN).")
+    comm: CommConfig = Field(default_factory=CommConfig, description="Message channel between agents "
+                             "(docs/communication.md); part of the task, so every consumer builds the same env.")
 
 
 class ModelConfig(Section):
@@ -286,6 +307,10 @@ class Config(Section):
             problems.append(f"q.batch_episodes: {self.q.batch_episodes} is more than the replay buffer holds "
                             f"(q.buffer_episodes={self.q.buffer_episodes})")
         problems += task_problems(self.task, self.runner.kind)
+        if self.task.comm.enabled:
+            from accord.comm import comm_problems
+
+            problems += comm_problems(self.task)
         from accord.memory import device_problem
 
         device = device_problem(self.train.device)

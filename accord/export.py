@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ from accord.config import build_config
 from accord.envs.base import OBS_DTYPES
 from accord.envs.registry import raw_env
 from accord.errors import ExportError
-from accord.models.cost import flops_per_decision, macs_per_decision, param_count
+from accord.models.cost import flops_per_decision, latency, macs_per_decision, param_count
 from accord.policy import Policy, spec_to_dict
 from accord.store import RunDir, list_checkpoints, load_checkpoint, resolve_checkpoint, verify_checkpoint
 
@@ -239,12 +238,6 @@ def check_parity(session: Any, graph: AgentGraph, inputs: Mapping[str, np.ndarra
             "masked_actions_ok": masked_ok}
 
 
-def _percentiles(times_ns: list[int]) -> dict[str, float]:
-    t = np.asarray(times_ns, np.float64) / 1e3
-    return {"p50_us": round(float(np.percentile(t, 50)), 2), "p99_us": round(float(np.percentile(t, 99)), 2),
-            "mean_us": round(float(t.mean()), 2)}
-
-
 def measure_latency(session: Any, graph: AgentGraph, inputs: Mapping[str, np.ndarray], calls: int = 2000,
                     warmup: int = 200) -> dict[str, dict[str, float]]:
     """Batch-1 latency of onnxruntime (the session's threads) and torch (one thread), on recorded inputs."""
@@ -252,28 +245,11 @@ def measure_latency(session: Any, graph: AgentGraph, inputs: Mapping[str, np.nda
     n = len(inputs[names[0]])
     feeds = [{k: inputs[k][j:j + 1] for k in names} for j in range(min(n, 64))]
     out_names = graph.output_names()
-    ort_ns: list[int] = []
-    for c in range(warmup + calls):
-        feed = feeds[c % len(feeds)]
-        t0 = time.perf_counter_ns()
-        session.run(out_names, feed)
-        if c >= warmup:
-            ort_ns.append(time.perf_counter_ns() - t0)
+    ort = latency(lambda c: session.run(out_names, feeds[c % len(feeds)]), calls, warmup)
     tensors = [tuple(torch.from_numpy(np.ascontiguousarray(f[k])) for k in names) for f in feeds]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch_ns: list[int] = []
-    try:
-        with torch.inference_mode():
-            for c in range(warmup + calls):
-                args = tensors[c % len(tensors)]
-                t0 = time.perf_counter_ns()
-                graph(*args)
-                if c >= warmup:
-                    torch_ns.append(time.perf_counter_ns() - t0)
-    finally:
-        torch.set_num_threads(threads)
-    return {"onnxruntime": _percentiles(ort_ns), "torch": _percentiles(torch_ns), "calls": calls}
+    with torch.inference_mode():
+        torch_lat = latency(lambda c: graph(*tensors[c % len(tensors)]), calls, warmup)
+    return {"onnxruntime": ort, "torch": torch_lat, "calls": calls}
 
 
 # -- the bundle ---------------------------------------------------------------------------------------

@@ -259,6 +259,11 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner,
 
     nonfinite = NonFiniteGuard(learner, cfg.train.max_nonfinite)
     fault_counts = getattr(runner, "env", None) and getattr(runner.env, "fault_counts", None)
+    # -- per-agent cost (accord.cost): compute figures once in cost.json, traffic at every log point --
+    from accord.cost import agent_costs, write_costs
+
+    write_costs(run.path, agent_costs(learner.policy))
+    cost_counts = getattr(runner, "env", None) and getattr(runner.env, "cost_counts", None)
 
     def checkpoint() -> None:
         payload = {"algorithm": cfg.algorithm, "credit": cfg.credit.name, "algo": learner.state_dict(),
@@ -287,7 +292,7 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner,
                     record = {"env_steps": learner.env_steps, "wall_s": round(wall(), 3),
                               "fps": round((learner.env_steps - steps_at_start) / max(elapsed, 1e-9), 1),
                               **_episode_fields(runner.stats.summary()), **losses,
-                              **(fault_counts() if fault_counts else {})}
+                              **(fault_counts() if fault_counts else {}), **(cost_counts() if cost_counts else {})}
                     record.update(protocol.on_log(record, learner.policy, cfg.algorithm))  # eval protocol
                     metrics.write(record)
                     flag = hacking.observe(record)

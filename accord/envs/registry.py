@@ -84,6 +84,9 @@ TASKS: Registry[TaskEntry] = Registry("task", {
                            "team reward only, one agent can free-ride (lazy under shared credit); optimum 43.5"),
     "freerider_farm": TaskEntry("accord.envs.tasks.freerider:FarmableFreeRider",
                                 "freerider with a farmable shaped activity bonus: reward hacking case"),
+    "hidden_goal": TaskEntry("accord.envs.tasks.hidden_goal:HiddenGoal",
+                             "each agent's goal is seen only by another agent: needs task.comm (messages); "
+                             "optimum 5.25, best without messages 1.5, random 1.2"),
     "faulty": TaskEntry("accord.envs.tasks.faulty:Faulty",
                         "a built-in task that raises, hangs or returns NaN on purpose: params {task: spread, "
                         "raise_prob: 0.02, hang_prob: 0.005, hang_s: 2, nan_prob: 0, ...}, all 0 by default "
@@ -211,6 +214,9 @@ def make_env(task: TaskConfig, runner_kind: str = "sync", workers: int | None = 
     else:
         env = ResilientVecEnv(build, step_timeout_s=runner.step_timeout_s, retries=runner.retries,
                               backoff_s=runner.backoff_s, max_restarts=runner.max_restarts)
+    from accord.cost import CostMeter
+
+    env = CostMeter(env)  # per-agent traffic: messages, bytes, tool calls (accord.cost)
     if task.guard:
         from accord.envs.guard import GuardedVecEnv
 
@@ -238,4 +244,9 @@ def _build_env(entry: TaskEntry, task: TaskConfig, runner_kind: str, workers: in
         from accord.envs.pettingzoo import PettingZooVecEnv
 
         return PettingZooVecEnv(factories, device=device, faults=faults, **params)
-    return entry.load()(task.num_envs, device=device, **task.params)
+    env = entry.load()(task.num_envs, device=device, **task.params)
+    if task.comm.enabled:  # the message channel is part of the task (accord.comm)
+        from accord.comm import CommChannel
+
+        env = CommChannel(env, task.comm)
+    return env

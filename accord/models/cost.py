@@ -17,7 +17,11 @@ per-agent weight slices are exactly what a deployed agent runs.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -25,7 +29,7 @@ from accord.envs.base import OBS_DTYPES
 from accord.models.layers import AgentLinear
 
 
-def _agent_inputs(policy, batch: int = 1) -> tuple[dict[str, Tensor], Tensor, Tensor | None, Tensor]:
+def agent_inputs(policy, batch: int = 1) -> tuple[dict[str, Tensor], Tensor, Tensor | None, Tensor]:
     spec, dev = policy.spec, policy.device
     obs = {m: torch.zeros(batch, *s, dtype=OBS_DTYPES[m], device=dev) for m, s in spec.obs_shapes.items()}
     avail = torch.ones(batch, spec.avail_dim, dtype=torch.bool, device=dev)
@@ -65,7 +69,7 @@ def macs_per_decision(policy, agent: int | str = 0) -> dict[str, int]:
             hooks.append(module.register_forward_hook(count(name, module)))
     try:
         with torch.no_grad():
-            view.params(*_agent_inputs(policy))
+            view.params(*agent_inputs(policy))
     finally:
         for h in hooks:
             h.remove()
@@ -87,3 +91,22 @@ def param_count(policy, agent: int | str = 0) -> int:
             per_agent |= {id(module.weight), id(module.bias)}
             n += module.weight[0].numel() + module.bias[0].numel()
     return n + sum(p.numel() for p in policy.actor.parameters() if id(p) not in per_agent)
+
+
+def latency(call: Callable[[int], Any], calls: int, warmup: int = 200) -> dict[str, float]:
+    """Wall time of ``call(c)`` for c in 0..warmup+calls-1, after ``warmup`` calls: p50, p99 and mean, in
+    microseconds, on one torch thread. The one timer behind export's figures and the cost meter's."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    times_ns: list[int] = []
+    try:
+        for c in range(warmup + calls):
+            t0 = time.perf_counter_ns()
+            call(c)
+            if c >= warmup:
+                times_ns.append(time.perf_counter_ns() - t0)
+    finally:
+        torch.set_num_threads(threads)
+    t = np.asarray(times_ns, np.float64) / 1e3
+    return {"p50_us": round(float(np.percentile(t, 50)), 2), "p99_us": round(float(np.percentile(t, 99)), 2),
+            "mean_us": round(float(t.mean()), 2)}

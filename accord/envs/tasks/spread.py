@@ -50,6 +50,8 @@ _DIRECTIONS = torch.tensor([[0.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0
 class Spread:
     """Batch of ``num_envs`` cooperative-navigation envs sharing one RNG."""
 
+    supports_messages = True  # accord.comm, with discrete actions
+
     def __init__(
         self,
         num_envs: int,

@@ -1,0 +1,150 @@
+"""The cost meter: what each agent costs to run, to talk and to serve, next to what it earns.
+
+Two kinds of figures, per agent:
+
+- **Compute** (from the policy alone, :func:`agent_costs`): parameters and FLOPs per decision
+  (:mod:`accord.models.cost`, the counts export reports), memory (the bytes of the weights the agent
+  uses, plus its activations and recurrent state for one decision at batch 1), and the latency of
+  one decision at batch 1 on one CPU thread, p50 and p99 (:func:`accord.models.cost.latency`, the
+  timer export uses too). Written once per run to ``cost.json``.
+- **Traffic** (counted from the env's ``info`` while training, :class:`CostMeter`): messages sent,
+  dropped, bytes and gate rate (:mod:`accord.comm`), and tool calls and their cost: a task that calls
+  tools reports ``info["tool_calls"]`` and ``info["tool_cost"]`` (float ``[B, N]``: calls made and
+  their cost this step, per agent). Env retries come from the fault layer (``env_retries``,
+  :mod:`accord.envs.resilient`). Logged at every log point as ``cost/<agent>/<figure>``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from accord.envs.base import Step, VecEnv
+from accord.models.cost import agent_inputs, flops_per_decision, latency, param_count
+
+if TYPE_CHECKING:
+    from accord.policy import Policy
+
+COST_FILE = "cost.json"
+# info key -> the figure it feeds, per agent (sums over a log window).
+TRAFFIC = {"comm_sent": "messages", "comm_dropped": "dropped", "comm_bytes": "bytes", "tool_calls": "tool_calls",
+           "tool_cost": "tool_cost"}
+
+
+def agent_costs(policy: Policy, calls: int = 500) -> list[dict[str, Any]]:
+    """Compute figures of every agent of ``policy`` (see the module docstring)."""
+    out = []
+    for i, name in enumerate(policy.spec.agent_names):
+        params = param_count(policy, i)
+        activations = _activation_bytes(policy, i)
+        state = policy.hidden * 4
+        with torch.inference_mode():
+            lat = latency(functools.partial(_decide, policy.agent(i), agent_inputs(policy)), calls)
+        out.append({"agent": name, "params": params, "flops": flops_per_decision(policy, i),
+                    "weight_bytes": params * 4, "memory_bytes": params * 4 + activations + state,
+                    "latency_p50_us": lat["p50_us"], "latency_p99_us": lat["p99_us"]})
+    return out
+
+
+def _decide(view: Any, inputs: tuple, _call: int) -> Any:
+    return view.params(*inputs)
+
+
+def _activation_bytes(policy: Policy, agent: int) -> int:
+    """Bytes of every layer output of one decision at batch 1 (an upper bound on what is live at once)."""
+    total = 0
+
+    def hook(_m: nn.Module, _a: tuple, out: Any) -> None:
+        nonlocal total
+        for t in out if isinstance(out, tuple) else (out,):
+            if isinstance(t, Tensor):
+                total += t.numel() * t.element_size()
+
+    leaves = [m for m in policy.actor.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        with torch.no_grad():
+            policy.agent(agent).params(*agent_inputs(policy))
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def write_costs(run_path: str | Path, costs: list[dict[str, Any]]) -> None:
+    from accord.store.atomic import atomic_write_text
+
+    atomic_write_text(Path(run_path) / COST_FILE, json.dumps({"agents": costs}, indent=2) + "\n")
+
+
+def read_costs(run_path: str | Path) -> list[dict[str, Any]]:
+    """A run's compute figures ([] for runs written before the cost meter)."""
+    path = Path(run_path) / COST_FILE
+    return json.loads(path.read_text())["agents"] if path.is_file() else []
+
+
+class CostMeter:
+    """A :class:`VecEnv` layer that counts each agent's traffic (``TRAFFIC`` info keys) per episode."""
+
+    def __init__(self, env: VecEnv) -> None:
+        self.env, self.spec, self.num_envs, self.device = env, env.spec, env.num_envs, env.device
+        self._clear()
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr == "env":
+            raise AttributeError(attr)
+        return getattr(self.env, attr)
+
+    def _clear(self) -> None:
+        n = self.spec.n_agents
+        self.sums = {k: torch.zeros(n, device=self.device) for k in (*TRAFFIC, "comm_gate")}
+        self.seen: set[str] = set()
+        self.agent_steps, self.episodes = 0, 0
+
+    def reset(self, seed: int | None = None) -> Step:
+        return self.env.reset(seed)
+
+    def step(self, actions: Tensor) -> Step:
+        step = self.env.step(actions)
+        for key, total in self.sums.items():
+            x = step.info.get(key)
+            if x is not None:
+                total += (x if x.dim() == 2 else x[:, None].expand(-1, self.spec.n_agents)).float().sum(0)
+                self.seen.add(key)
+        self.agent_steps += self.num_envs
+        self.episodes += int(step.done.sum())
+        return step
+
+    def close(self) -> None:
+        self.env.close()
+
+    def cost_counts(self) -> dict[str, float]:
+        """Per-agent traffic since the last call: per episode, and the gate's opening rate per step."""
+        out: dict[str, float] = {}
+        for i, name in enumerate(self.spec.agent_names):
+            for key, figure in TRAFFIC.items():
+                if key in self.seen:
+                    out[f"cost/{name}/{figure}_per_episode"] = float(self.sums[key][i]) / max(self.episodes, 1)
+            if "comm_gate" in self.seen:
+                out[f"cost/{name}/gate_rate"] = float(self.sums["comm_gate"][i]) / max(self.agent_steps, 1)
+        self._clear()
+        return out
+
+
+def cost_rows(run_path: str | Path, record: dict[str, Any]) -> tuple[tuple[str, ...], list[tuple]]:
+    """A per-agent table: compute figures from ``cost.json``, traffic from a metrics ``record``."""
+    traffic = sorted({k.split("/")[2] for k in record if k.startswith("cost/")})
+    header = ("agent", "params", "FLOPs/decision", "memory (KiB)", "latency p50/p99 (us)", *traffic)
+    rows = []
+    for c in read_costs(run_path):
+        figures = [record.get(f"cost/{c['agent']}/{t}") for t in traffic]
+        rows.append((c["agent"], c["params"], c["flops"], round(c["memory_bytes"] / 1024, 1),
+                     f"{c['latency_p50_us']:.0f} / {c['latency_p99_us']:.0f}",
+                     *("-" if v is None or math.isnan(v) else round(v, 3) for v in figures)))
+    return header, rows
