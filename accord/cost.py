@@ -148,3 +148,30 @@ def cost_rows(run_path: str | Path, record: dict[str, Any]) -> tuple[tuple[str, 
                      f"{c['latency_p50_us']:.0f} / {c['latency_p99_us']:.0f}",
                      *("-" if v is None or math.isnan(v) else round(v, 3) for v in figures)))
     return header, rows
+
+
+def run_point(run_path: str | Path) -> dict[str, Any] | None:
+    """A run as one point of the return-cost plane: its last training return and its cost per agent
+    (mean over agents): FLOPs per decision, latency p50, messages per episode. None without cost.json."""
+    from accord.store import MetricsLog
+
+    costs = read_costs(run_path)
+    records = [r for r in MetricsLog.read(run_path) if r.get("return_mean") is not None]
+    if not costs or not records:
+        return None
+    last = records[-1]
+    sent = [v for k, v in last.items() if k.endswith("/messages_per_episode") and v is not None]
+    return {"run": Path(run_path).name, "return": float(last["return_mean"]),
+            "flops": sum(c["flops"] for c in costs) / len(costs),
+            "latency_p50_us": sum(c["latency_p50_us"] for c in costs) / len(costs),
+            "messages": sum(sent) / len(sent) if sent else 0.0}
+
+
+def pareto_front(points: list[dict[str, Any]], cost: str) -> list[dict[str, Any]]:
+    """The points no other point beats on both axes (higher return, lower ``cost``), by rising cost."""
+    ranked = sorted(points, key=lambda p: (p[cost], -p["return"]))
+    front: list[dict[str, Any]] = []
+    for p in ranked:
+        if not front or p["return"] > front[-1]["return"]:
+            front.append(p)
+    return front

@@ -20,8 +20,8 @@ import numpy as np
 from scipy import stats
 
 from accord.errors import AccordError
-from accord.eval.scores import Source, resolve, scores
-from accord.store import MetricsLog, read_flags
+from accord.eval.scores import Source, resolve, scores, task_identity
+from accord.store import MetricsLog, RunDir, read_flags
 from accord.store.evals import MODES, read_evals
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -192,6 +192,37 @@ def _flags(sources: list[Source], root: Path) -> str:
     return out
 
 
+def _cost(sources: list[Source], root: Path) -> str:
+    """Per-agent cost of the first run, and return vs cost across the store's runs of the same task."""
+    from accord.cost import cost_rows, pareto_front, run_point
+
+    run = sources[-1].runs[0]
+    records = [r for r in MetricsLog.read(run.path) if "return_mean" in r]
+    header, rows = cost_rows(run.path, records[-1] if records else {})
+    if not rows:
+        return '<p class="muted">no cost.json (a run written before the cost meter)</p>'
+    task = task_identity(run)["name"]
+    points = []
+    for d in sorted(root.iterdir()):
+        if (d / "config.yaml").is_file() and task_identity(RunDir.open(root, d.name))["name"] == task:
+            point = run_point(d)
+            points += [point] if point else []
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for ax, (key, label) in zip(axes, (("flops", "FLOPs per decision (mean over agents)"),
+                                       ("latency_p50_us", "latency p50 (us, mean over agents)"),
+                                       ("messages", "messages per agent per episode")), strict=True):
+        ax.scatter([p[key] for p in points], [p["return"] for p in points], s=14, alpha=0.6, label="runs")
+        front = pareto_front(points, key)
+        ax.step([p[key] for p in front], [p["return"] for p in front], "r-", where="post", label="Pareto front")
+        ax.set(xlabel=label, ylabel="training return")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"return vs cost: {len(points)} runs of task {task} in {root}")
+    return (_html_table(header, rows) + f'<p class="muted">cost.json of {html.escape(run.name)}; traffic per '
+            f"episode over the last log interval</p>" + _png(fig))
+
+
 def write_report(root: str | Path, source: str, output: str | Path) -> Path:
     """Write the report of a run, study or stored comparison (JSON path or file name) to ``output``."""
     root = Path(root)
@@ -223,6 +254,7 @@ def write_report(root: str | Path, source: str, output: str | Path) -> Path:
     parts.append("<h2>Evaluation protocol: absolute metric</h2>" + img + table)
     parts.append("<h2>Per-agent contribution</h2>" + _contribution(sources[-1]))
     parts.append("<h2>Action variance across seeds</h2>" + _stability(sources[-1]))
+    parts.append("<h2>Cost per agent and the return-cost Pareto front</h2>" + _cost(sources, root))
     parts.append("<h2>Flags and alerts</h2>" + _flags(sources, root))
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
            f"<style>{_CSS}</style></head><body>{''.join(parts)}{_COUNT_PLOTS}</body></html>")

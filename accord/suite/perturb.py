@@ -22,6 +22,9 @@ How a severity maps to each perturbation (also in ``PERTURBATIONS`` and docs/rob
 - ``slow_steps``: a batch step sleeps ``50 s`` ms with probability ``s`` (wall time only).
 - ``dropped_steps``: per env, with probability ``s / 2``, the action is ignored (no-op) and the
   previous observation repeated.
+- ``message_loss``: each received message (``task.comm``, :mod:`accord.comm`) is lost with probability ``s``.
+- ``message_delay``: received messages arrive ``k = max(1, round(5 s))`` steps late (nothing before).
+  Both leave a task without messages unchanged.
 """
 
 from __future__ import annotations
@@ -275,6 +278,46 @@ class DroppedSteps(Perturbation):
         return self.last
 
 
+class _Messages(Perturbation):
+    """Base of the message faults: they change only the received messages, the last
+    ``message_features`` of ``obs["vector"]`` laid out ``[N - 1, V]`` per agent (accord.comm)."""
+
+    def observe(self, step: Step, starts: Tensor) -> Step:
+        width = getattr(self.env, "message_features", 0)
+        if not width:
+            return step
+        x = step.obs["vector"]
+        inbox = x[..., -width:].reshape(*x.shape[:2], self.spec.n_agents - 1, -1)  # [B, N, N-1, V]
+        inbox = self.messages(inbox, starts)
+        return replace(step, obs={**step.obs, "vector": torch.cat([x[..., :-width], inbox.flatten(2)], dim=-1)})
+
+    def messages(self, inbox: Tensor, starts: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class MessageLoss(_Messages):
+    """Each received message is lost (reads as nothing received) with probability ``s``."""
+
+    def messages(self, inbox: Tensor, starts: Tensor) -> Tensor:
+        return inbox * ~self.bernoulli(tuple(inbox.shape[:3]), self.severity)[..., None]
+
+
+class MessageDelay(_Messages):
+    """Received messages arrive ``k`` steps late; nothing arrives in an episode's first ``k`` steps."""
+
+    def on_reset(self) -> None:
+        self.k = _lag(self.severity)
+        self.queue: deque[Tensor] = deque()
+
+    def messages(self, inbox: Tensor, starts: Tensor) -> Tensor:
+        if not self.queue:
+            self.queue.extend(torch.zeros_like(inbox) for _ in range(self.k))
+        at_start = starts[:, None, None, None]
+        self.queue = deque(q.masked_fill(at_start, 0) for q in self.queue)  # forget the last episode's
+        self.queue.append(inbox)
+        return self.queue.popleft()
+
+
 # -- init_shift: task parameters outside training ----------------------------------------------------
 
 def _spread_shift(params: dict[str, Any], s: float) -> dict[str, Any]:
@@ -311,6 +354,8 @@ PERTURBATIONS: dict[str, Kind] = {
     "init_shift": Kind(None, "initial states outside training (spread spawn range, foraging grid size)"),
     "slow_steps": Kind(SlowSteps, "env steps 50 s ms slower with probability s"),
     "dropped_steps": Kind(DroppedSteps, "per env, with probability s/2, action ignored and obs repeated"),
+    "message_loss": Kind(MessageLoss, "each received message (task.comm) lost with probability s"),
+    "message_delay": Kind(MessageDelay, "received messages k = max(1, round(5 s)) steps late"),
 }
 
 
