@@ -94,6 +94,7 @@ class CostMeter:
 
     def __init__(self, env: VecEnv) -> None:
         self.env, self.spec, self.num_envs, self.device = env, env.spec, env.num_envs, env.device
+        self.seen: set[str] = set()  # the info keys this env reports (zeros in a quiet window are figures too)
         self._clear()
 
     def __getattr__(self, attr: str) -> Any:
@@ -104,7 +105,6 @@ class CostMeter:
     def _clear(self) -> None:
         n = self.spec.n_agents
         self.sums = {k: torch.zeros(n, device=self.device) for k in (*TRAFFIC, "comm_gate")}
-        self.seen: set[str] = set()
         self.agent_steps, self.episodes = 0, 0
 
     def reset(self, seed: int | None = None) -> Step:
