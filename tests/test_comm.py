@@ -150,7 +150,29 @@ def test_mappo_learns_to_talk_beyond_any_silent_policy(tmp_path):
     from accord.loop import train
 
     cfg = load_config(Path(__file__).parents[1] / "configs/hidden_goal_comm.yaml",
-                      [f"runs_dir={tmp_path}", "train.total_env_steps=70000", "train.checkpoint_interval_s=1e9"])
+                      [f"runs_dir={tmp_path}", "train.total_env_steps=60000", "train.checkpoint_interval_s=1e9"])
     result = train(cfg, progress=False)
     greedy = evaluate_run(result.run.path, root=tmp_path, episodes=512)["policy"]["return_mean"]
     assert greedy > 3.0, greedy
+
+
+def test_policy_and_export_carry_the_message_path(tmp_path):
+    """A stored policy acts on observations with messages; its ONNX graphs match torch on them."""
+    pytest.importorskip("onnxruntime")
+    from accord import export
+    from accord.loop import train
+    from accord.policy import Policy
+
+    cfg = load_config(None, [f"runs_dir={tmp_path}", "task.name=hidden_goal", "task.comm.enabled=true",
+                             "task.comm.mode=targeted", "task.params.n_agents=3", "task.num_envs=4",
+                             "ppo.rollout_len=12", "train.total_env_steps=240", "eval.interval=0",
+                             "logging.tensorboard=false"])
+    run = train(cfg, progress=False).run.path
+    policy = Policy.load(run)
+    env = make_env(cfg.task)
+    act, _ = policy.act(env.reset(seed=0).obs)
+    parts = split_action(act, cfg.task.comm, 3)
+    assert act.shape == (4, 3) and int(parts["env_action"].max()) <= 4 and int(parts["receiver"].max()) <= 1
+    res = export.export_run(run, tmp_path / "bundle", parity_obs=50, latency_calls=20)
+    assert res.max_abs_diff <= 1e-5 and res.manifest["task"]["comm"]["mode"] == "targeted"
+    assert res.manifest["spec"]["obs_shapes"]["vector"] == [5 + 2 * 4]
