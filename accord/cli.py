@@ -92,12 +92,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _cost_table(run_path: Path) -> str:
     """The per-agent cost table of a run (accord.cost), '' for runs without one."""
-    from accord.cost import cost_rows
+    from accord.cost import cost_rows, retries_note
     from accord.store import MetricsLog
 
     records = [r for r in MetricsLog.read(run_path) if "return_mean" in r]
-    header, rows = cost_rows(run_path, records[-1] if records else {})
-    return _table(rows, header) if rows else ""
+    last = records[-1] if records else {}
+    header, rows = cost_rows(run_path, last)
+    return "\n".join(x for x in (_table(rows, header), retries_note(last)) if x) if rows else ""
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

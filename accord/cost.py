@@ -150,6 +150,13 @@ def cost_rows(run_path: str | Path, record: dict[str, Any]) -> tuple[tuple[str, 
     return header, rows
 
 
+def retries_note(record: dict[str, Any]) -> str:
+    """The team's env retries from a metrics record (the fault layer's count; an env call serves all agents)."""
+    if record.get("env_retries") is None:
+        return ""
+    return f"env retries (team, since the process started): {record['env_retries']}"
+
+
 def run_point(run_path: str | Path) -> dict[str, Any] | None:
     """A run as one point of the return-cost plane: its last training return and its cost per agent
     (mean over agents): FLOPs per decision, latency p50, messages per episode. None without cost.json."""

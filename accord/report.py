@@ -194,11 +194,12 @@ def _flags(sources: list[Source], root: Path) -> str:
 
 def _cost(sources: list[Source], root: Path) -> str:
     """Per-agent cost of the first run, and return vs cost across the store's runs of the same task."""
-    from accord.cost import cost_rows, pareto_front, run_point
+    from accord.cost import cost_rows, pareto_front, retries_note, run_point
 
     run = sources[-1].runs[0]
     records = [r for r in MetricsLog.read(run.path) if "return_mean" in r]
-    header, rows = cost_rows(run.path, records[-1] if records else {})
+    last = records[-1] if records else {}
+    header, rows = cost_rows(run.path, last)
     if not rows:
         return '<p class="muted">no cost.json (a run written before the cost meter)</p>'
     task = task_identity(run)["name"]
@@ -220,7 +221,7 @@ def _cost(sources: list[Source], root: Path) -> str:
         ax.legend(fontsize=7)
     fig.suptitle(f"return vs cost: {len(points)} runs of task {task} in {root}")
     return (_html_table(header, rows) + f'<p class="muted">cost.json of {html.escape(run.name)}; traffic per '
-            f"episode over the last log interval</p>" + _png(fig))
+            f"episode over the last log interval. {html.escape(retries_note(last))}</p>" + _png(fig))
 
 
 def write_report(root: str | Path, source: str, output: str | Path) -> Path:

@@ -95,10 +95,11 @@ def test_train_summary_and_report_show_the_cost(tmp_path):
     code, out, err = cli.run_captured(["train", *args, "--eval-episodes", "0", "name=talk"])
     assert code == 0, err
     assert "cost per agent" in out and "messages_per_episode" in out and "gate_rate" in out
+    assert "env retries (team, since the process started): 0" in out
     last = [json.loads(x) for x in (tmp_path / "talk" / "metrics.jsonl").read_text().splitlines()
             if "return_mean" in x][-1]
     assert {"cost/agent_0/messages_per_episode", "cost/agent_1/gate_rate"} <= set(last)
     code, out, err = cli.run_captured(["report", "talk", "--runs-dir", str(tmp_path), "-o", str(tmp_path / "r.html")])
     assert code == 0, err
     page = (tmp_path / "r.html").read_text()
-    assert "Pareto front" in page and "latency p50/p99" in page
+    assert "Pareto front" in page and "latency p50/p99" in page and "env retries" in page
