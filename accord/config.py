@@ -47,6 +47,24 @@ class CommConfig(Section):
     penalty: float = Field(0.1, ge=0, description="Reward taken per message over the budget (over_budget=penalty).")
 
 
+class CostBudgetConfig(Section):
+    """Per-agent budgets on what the task reports in ``info`` (accord.cost, docs/cost.md)."""
+
+    tool_calls: float | None = Field(None, ge=0, description="Tool calls each agent may make per episode "
+                                     "(info['tool_calls']); null: unlimited.")
+    tool_cost: float | None = Field(None, ge=0, description="Tool cost each agent may spend per episode "
+                                    "(info['tool_cost']); null: unlimited.")
+    over: Literal["cap", "penalty"] = Field(
+        "penalty", description="cap: an agent that has spent a budget plays the no-op (action 0, or zeros) "
+        "until its episode ends; penalty: `penalty` x the amount over the budget is taken from the team "
+        "reward and the agent's own.")
+    penalty: float = Field(0.1, ge=0, description="Reward taken per unit over a budget (over=penalty).")
+
+
+class CostConfig(Section):
+    budget: CostBudgetConfig = Field(default_factory=CostBudgetConfig)
+
+
 class TaskConfig(Section):
     name: str = Field("spread", description="Task from `accord tasks`, 'pettingzoo' for any ParallelEnv, or "
                       "'package.module:Name' for your own: a ParallelEnv class or factory, a module with "
@@ -60,6 +78,8 @@ class TaskConfig(Section):
     guard: bool = Field(True, description="Validate every env output (shapes, dtypes, NaN).")
     comm: CommConfig = Field(default_factory=CommConfig, description="Message channel between agents "
                              "(docs/communication.md); part of the task, so every consumer builds the same env.")
+    cost: CostConfig = Field(default_factory=CostConfig, description="Budgets on tool calls and their cost "
+                             "per agent per episode (docs/cost.md); message budgets are under comm.")
 
 
 class ModelConfig(Section):

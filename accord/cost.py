@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,12 +30,13 @@ from accord.envs.base import Step, VecEnv
 from accord.models.cost import agent_inputs, flops_per_decision, latency, param_count
 
 if TYPE_CHECKING:
+    from accord.config import CostBudgetConfig
     from accord.policy import Policy
 
 COST_FILE = "cost.json"
 # info key -> the figure it feeds, per agent (sums over a log window).
 TRAFFIC = {"comm_sent": "messages", "comm_dropped": "dropped", "comm_bytes": "bytes", "tool_calls": "tool_calls",
-           "tool_cost": "tool_cost"}
+           "tool_cost": "tool_cost", "capped": "capped_steps"}
 
 
 def agent_costs(policy: Policy, calls: int = 500) -> list[dict[str, Any]]:
@@ -90,11 +92,20 @@ def read_costs(run_path: str | Path) -> list[dict[str, Any]]:
 
 
 class CostMeter:
-    """A :class:`VecEnv` layer that counts each agent's traffic (``TRAFFIC`` info keys) per episode."""
+    """A :class:`VecEnv` layer that counts each agent's traffic (``TRAFFIC`` info keys) per episode and
+    enforces the budgets on tool calls and tool cost (``task.cost.budget``): a cap or a penalty."""
 
-    def __init__(self, env: VecEnv) -> None:
+    def __init__(self, env: VecEnv, budget: CostBudgetConfig | None = None) -> None:
         self.env, self.spec, self.num_envs, self.device = env, env.spec, env.num_envs, env.device
         self.seen: set[str] = set()  # the info keys this env reports (zeros in a quiet window are figures too)
+        limits = {} if budget is None else {"tool_calls": budget.tool_calls, "tool_cost": budget.tool_cost}
+        self.limits = {k: v for k, v in limits.items() if v is not None}
+        self.budget = budget
+        # This episode's spending per env and agent [B, N], and who has spent a budget (cap).
+        self.spent = {k: torch.zeros(self.num_envs, self.spec.n_agents, device=self.device) for k in self.limits}
+        self.capped = torch.zeros(self.num_envs, self.spec.n_agents, dtype=torch.bool, device=self.device)
+        self.cap = budget is not None and budget.over == "cap" and bool(self.limits)
+        self._broke = any(v <= 0 for v in self.limits.values())  # a zero budget caps from an episode's start
         self._clear()
 
     def __getattr__(self, attr: str) -> Any:
@@ -104,21 +115,51 @@ class CostMeter:
 
     def _clear(self) -> None:
         n = self.spec.n_agents
-        self.sums = {k: torch.zeros(n, device=self.device) for k in (*TRAFFIC, "comm_gate")}
+        self.sums = {k: torch.zeros(n, device=self.device) for k in (*TRAFFIC, "comm_gate", "capped")}
         self.agent_steps, self.episodes = 0, 0
 
     def reset(self, seed: int | None = None) -> Step:
+        self.capped.fill_(self.cap and self._broke)
+        for spent in self.spent.values():
+            spent.zero_()
         return self.env.reset(seed)
 
     def step(self, actions: Tensor) -> Step:
+        if self.cap:  # agents that spent a budget play the no-op until their episode ends
+            self.sums["capped"] += self.capped.float().sum(0)
+            self.seen.add("capped")
+            mask = self.capped.view(*self.capped.shape, *([1] * (actions.dim() - 2)))
+            actions = actions.masked_fill(mask, 0)
         step = self.env.step(actions)
+        per_agent = {}
         for key, total in self.sums.items():
             x = step.info.get(key)
             if x is not None:
-                total += (x if x.dim() == 2 else x[:, None].expand(-1, self.spec.n_agents)).float().sum(0)
+                per_agent[key] = (x if x.dim() == 2 else x[:, None].expand(-1, self.spec.n_agents)).float()
+                total += per_agent[key].sum(0)
                 self.seen.add(key)
+        if self.limits:
+            step = self._budget(step, per_agent)
         self.agent_steps += self.num_envs
         self.episodes += int(step.done.sum())
+        return step
+
+    def _budget(self, step: Step, per_agent: dict[str, Tensor]) -> Step:
+        """Spending this episode against each limit: over = cap or penalty (``task.cost.budget``)."""
+        fine = torch.zeros(self.num_envs, self.spec.n_agents, device=self.device)
+        for key, limit in self.limits.items():
+            before = self.spent[key]
+            after = before + per_agent.get(key, torch.zeros_like(before))
+            fine += (after - limit).clamp_min(0) - (before - limit).clamp_min(0)  # the amount newly over [B, N]
+            self.capped |= (after >= limit) & self.cap
+            self.spent[key] = after
+        if not self.cap:
+            fine = self.budget.penalty * fine
+            step = replace(step, reward=step.reward - fine.sum(-1), agent_reward=step.agent_reward - fine)
+        done = step.done[:, None]
+        self.capped = self.capped.masked_fill(done, self.cap and self._broke)
+        for key in self.spent:
+            self.spent[key] = self.spent[key].masked_fill(done, 0)
         return step
 
     def close(self) -> None:

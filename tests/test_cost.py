@@ -11,7 +11,7 @@ import torch
 
 from accord import cli
 from accord.comm import CommChannel
-from accord.config import CommConfig, load_config
+from accord.config import CommConfig, CostBudgetConfig, load_config
 from accord.cost import CostMeter, agent_costs, pareto_front, read_costs
 from accord.envs.base import Step
 from accord.envs.tasks.hidden_goal import HiddenGoal
@@ -60,6 +60,37 @@ def test_traffic_is_counted_per_agent_per_episode():
     assert env.cost_counts()["cost/agent_0/messages_per_episode"] == 0  # a new window
 
 
+class CallTask(HiddenGoal):
+    """Hidden goals where naming a goal (any action but the no-op) calls a tool costing 0.5."""
+
+    def step(self, actions: torch.Tensor) -> Step:
+        step = super().step(actions)
+        calls = (actions != 0).float()
+        step.info.update(tool_calls=calls, tool_cost=0.5 * calls)
+        return step
+
+
+def _episode(budget: CostBudgetConfig | None) -> tuple[CostMeter, torch.Tensor, torch.Tensor]:
+    env = CostMeter(CallTask(8), budget)
+    env.reset(seed=0)
+    calls, ret = torch.zeros(8, 2), torch.zeros(8)
+    for _ in range(6):  # one episode: every agent names goal 0 every step
+        step = env.step(torch.ones(8, 2, dtype=torch.long))
+        calls, ret = calls + step.info["tool_calls"], ret + step.reward
+    return env, calls, ret
+
+
+def test_tool_budgets_cap_or_penalize_per_agent_per_episode():
+    _, free_calls, free_ret = _episode(None)
+    env, calls, ret = _episode(CostBudgetConfig(tool_calls=2, over="cap"))
+    assert (free_calls == 6).all() and (calls == 2).all()  # capped agents play the no-op: no more calls
+    assert env.cost_counts()["cost/agent_1/capped_steps_per_episode"] == 4
+    _, calls, _ = _episode(CostBudgetConfig(tool_cost=0, over="cap"))
+    assert (calls == 0).all()  # a zero budget caps from the episode's start
+    _, calls, ret = _episode(CostBudgetConfig(tool_cost=1.5, over="penalty", penalty=0.5))
+    assert (calls == 6).all() and torch.allclose(free_ret - ret, torch.full((8,), 0.5 * 1.5 * 2))  # 2 agents
+
+
 def test_pareto_front_keeps_the_runs_nothing_beats():
     points = [{"run": r, "return": ret, "flops": f} for r, ret, f in
               [("a", 1.0, 10), ("b", 2.0, 10), ("c", 1.5, 20), ("d", 3.0, 30), ("e", 3.0, 40), ("f", 0.5, 5)]]
@@ -86,6 +117,12 @@ def test_cost_figures_agree_with_the_onnx_export(tmp_path):
         # Latency: two runs of one timer on a busy shared CPU; medians agree within a factor of 3.
         torch_p50 = agent["latency"]["torch"]["p50_us"]
         assert torch_p50 / 3 <= cost["latency_p50_us"] <= 3 * torch_p50, (cost, agent["latency"])
+
+
+def test_a_negative_budget_is_one_line_and_exit_2(tmp_path):
+    code, _, err = cli.run_captured(["train", "--runs-dir", str(tmp_path), "task.cost.budget.tool_calls=-1"])
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and lines[-1].startswith("error: ") and "task.cost.budget.tool_calls: input should be" in lines[-1]
 
 
 def test_train_summary_and_report_show_the_cost(tmp_path):

@@ -216,7 +216,7 @@ def make_env(task: TaskConfig, runner_kind: str = "sync", workers: int | None = 
                               backoff_s=runner.backoff_s, max_restarts=runner.max_restarts)
     from accord.cost import CostMeter
 
-    env = CostMeter(env)  # per-agent traffic: messages, bytes, tool calls (accord.cost)
+    env = CostMeter(env, task.cost.budget)  # per-agent traffic and budgets: messages, bytes, tool calls
     if task.guard:
         from accord.envs.guard import GuardedVecEnv
 
