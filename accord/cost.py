@@ -12,6 +12,10 @@ Two kinds of figures, per agent:
   tools reports ``info["tool_calls"]`` and ``info["tool_cost"]`` (float ``[B, N]``: calls made and
   their cost this step, per agent). Env retries come from the fault layer (``env_retries``,
   :mod:`accord.envs.resilient`). Logged at every log point as ``cost/<agent>/<figure>``.
+
+Budgets (``task.cost.budget``) on tool calls and tool cost per agent per episode are enforced by the
+same layer: over a budget, a penalty on the reward, or a cap (the agent plays the no-op until its
+episode ends). Message budgets belong to the channel (``task.comm.budget``, :mod:`accord.comm`).
 """
 
 from __future__ import annotations
