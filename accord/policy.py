@@ -184,6 +184,10 @@ class Policy(nn.Module):
     @classmethod
     def from_record(cls, record: Mapping[str, Any], device: str | torch.device = "cpu",
                     where: str = "checkpoint") -> Policy:
+        if isinstance(record, Mapping) and record.get("hierarchical") is not None and cls is Policy:
+            from accord.hierarchy import HierarchicalPolicy  # manager + workers (architecture: hierarchical)
+
+            return HierarchicalPolicy.from_record(record, device, where)
         if int(record.get("format", -1)) != RECORD_FORMAT:
             raise CheckpointError(f"{where}: policy record format {record.get('format')} is not {RECORD_FORMAT}")
         try:
