@@ -106,10 +106,12 @@ class QConfig(Section):
 class HierarchicalConfig(Section):
     """``architecture: hierarchical`` (accord/algos/hierarchical.py, docs/hierarchical.md)."""
 
-    k: int = Field(4, ge=1, description="Env steps a manager's sub-goal holds before the manager picks again "
-                   "(it also picks at every episode start).")
-    intrinsic: float = Field(1.0, ge=0, description="Reward a worker gets once for reaching its sub-goal, "
-                             "on top of its credit method's (team) reward.")
+    k: int = Field(8, ge=1, description="Most env steps a sub-goal holds: the manager picks again when the "
+                   "worker reaches it, after k steps, and at every episode start.")
+    intrinsic: float = Field(1.0, ge=0, description="Reward a worker gets for reaching its sub-goal, on top "
+                             "of its credit method's (team) reward.")
+    manager_entropy: float = Field(0.01, ge=0, description="Entropy bonus of the manager's policy over "
+                                   "sub-goals (ppo.entropy_coef is the workers').")
 
 
 class MonitorConfig(Section):

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from accord.envs.base import EnvSpec
+from accord.envs.base import EnvSpec, Step
 from accord.errors import CheckpointError, ConfigError
 from accord.policy import RECORD_FORMAT, Policy, spec_from_dict, spec_to_dict
 
@@ -40,11 +40,13 @@ def manager_spec(spec: EnvSpec) -> EnvSpec:
 
 
 def worker_spec(spec: EnvSpec) -> EnvSpec:
-    """The worker acts in the env with the one-hot sub-goal appended to its vector observation."""
+    """The worker acts in the env with the one-hot sub-goal appended to its vector observation; its
+    centralized critic sees every agent's sub-goal after the state (its value depends on them)."""
     manager_spec(spec)  # the same checks, one message
     shapes = dict(spec.obs_shapes)
     shapes["vector"] = (shapes["vector"][0] + spec.n_subgoals,)
-    return replace(spec, obs_shapes=shapes, n_subgoals=0)
+    return replace(spec, obs_shapes=shapes, state_dim=spec.state_dim + spec.n_agents * spec.n_subgoals,
+                   n_subgoals=0)
 
 
 def with_goal(obs: Mapping[str, Tensor], goal: Tensor, n_subgoals: int) -> dict[str, Tensor]:
@@ -54,11 +56,25 @@ def with_goal(obs: Mapping[str, Tensor], goal: Tensor, n_subgoals: int) -> dict[
     return out
 
 
+def state_with_goals(state: Tensor, goal: Tensor, n_subgoals: int) -> Tensor:
+    """The state ``[..., S]`` with every agent's one-hot sub-goal appended ``[..., S + N K]``."""
+    goals = torch.nn.functional.one_hot(goal, n_subgoals).float().flatten(-2)  # [..., N K]
+    return torch.cat([state, goals], dim=-1)
+
+
+def reached_goal(info: Mapping[str, Tensor], goal: Tensor) -> Tensor | None:
+    """``[B, N]``: the agent reached the sub-goal it held (the env's ``info["subgoal"]``); None if not reported."""
+    return None if "subgoal" not in info else info["subgoal"] == goal
+
+
 def decide(manager: Policy, obs: Mapping[str, Tensor], goal: Tensor, age: Tensor, starts: Tensor, k: int,
-           deterministic: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """New sub-goals ``[B, N]`` where an episode starts (``starts`` [B]) or a sub-goal was held ``k`` steps
-    (``age`` [B, N]); returns (sub-goals, log pi^M of the new ones (0 elsewhere), decided [B, N])."""
+           deterministic: bool, reached: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """New sub-goals ``[B, N]`` where an episode starts (``starts`` [B]), a worker reached its sub-goal
+    (``reached`` [B, N]: its option ends) or held it ``k`` steps (``age`` [B, N]); returns (sub-goals,
+    log pi^M of the new ones (0 elsewhere), decided [B, N])."""
     decided = starts[:, None] | (age >= k)  # [B, N]
+    if reached is not None:
+        decided |= reached
     b, n = goal.shape
     avail = torch.ones(b, n, manager.spec.n_actions, dtype=torch.bool, device=goal.device)
     new, logp, _ = manager.step(obs, avail, None, starts, deterministic)
@@ -78,17 +94,26 @@ class HierarchicalPolicy(Policy):
         return torch.zeros(batch, agents or self.spec.n_agents, 2 + self.worker.hidden, device=self.device)
 
     def step(self, obs: Mapping[str, Tensor], avail: Tensor, state: Tensor | None, starts: Tensor,
-             deterministic: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-        """Manager (where due), then worker on its sub-goal: env actions, log pi^W, next state."""
+             deterministic: bool = False, info: Mapping[str, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Manager (where due), then worker on its sub-goal: env actions, log pi^W, next state.
+
+        ``info`` (the env's, with ``"subgoal"``) lets a worker that reached its sub-goal hand back to the
+        manager at once, as in training; without it (``act``, exported graphs) sub-goals last k steps.
+        """
         if state is None:
             state = self.initial_state(avail.shape[0])
         goal, age = state[..., GOAL].long(), state[..., AGE].long()
-        goal, _, decided = decide(self.manager, obs, goal, age, starts, self.k, deterministic)
+        reached = None if info is None else reached_goal(info, goal)
+        goal, _, decided = decide(self.manager, obs, goal, age, starts, self.k, deterministic, reached)
         h = state[..., 2:] if self.worker.hidden else None
         act, logp, h = self.worker.step(with_goal(obs, goal, self.n_subgoals), avail, h, starts, deterministic)
         age = torch.where(decided, 1, age + 1)
         parts = [goal[..., None].float(), age[..., None].float()] + ([] if h is None else [h])
         return act, logp, torch.cat(parts, dim=-1)
+
+    def step_on(self, step: Step, state: Tensor | None, starts: Tensor, deterministic: bool = False
+                ) -> tuple[Tensor, Tensor, Tensor]:
+        return self.step(step.obs, step.avail_actions, state, starts, deterministic, info=step.info)
 
     def agent(self, i: int | str) -> Any:
         raise ConfigError("a hierarchical policy acts as a team (Policy.act); for one agent's view use "

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from accord.config import ModelConfig
-from accord.envs.base import EnvSpec
+from accord.envs.base import EnvSpec, Step
 from accord.errors import CheckpointError, EnvError
 from accord.models.actor_critic import Actor
 from accord.models.q_agent import QAgent
@@ -110,6 +110,11 @@ class Policy(nn.Module):
                                    starts.unsqueeze(0))
         act, logp = self.actor.sample(params[0], deterministic)
         return act, logp, state
+
+    def step_on(self, step: Step, state: Tensor | None, starts: Tensor, deterministic: bool = False
+                ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """:meth:`step` on an env's ``Step``; a policy that reads the env's ``info`` (hierarchical) gets it."""
+        return self.step(step.obs, step.avail_actions, state, starts, deterministic)
 
     @torch.no_grad()
     def act(self, obs: Obs, avail: Tensor | np.ndarray | None = None, state: Tensor | None = None,
@@ -239,6 +244,11 @@ class AgentPolicy:
         h = None if state is None else state[:, None]
         params, h = self.team.actor(obs, avail[None, :, None], h, starts[None], agent=self.index)
         return params[0, :, 0], (None if h is None else h[:, 0])
+
+    def step_on(self, step: Step, state: Tensor | None, starts: Tensor, deterministic: bool = False
+                ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """:meth:`step` on an env's ``Step``; a policy that reads the env's ``info`` (hierarchical) gets it."""
+        return self.step(step.obs, step.avail_actions, state, starts, deterministic)
 
     @torch.no_grad()
     def act(self, obs: Obs, avail: Tensor | np.ndarray | None = None, state: Tensor | None = None,

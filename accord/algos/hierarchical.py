@@ -117,6 +117,7 @@ class Hierarchical:
         m_cfg = cfg.model_copy(deep=True)
         m_cfg.model.recurrent = False  # a sub-goal is picked from the current observation
         m_cfg.ppo.critic = "centralized"
+        m_cfg.ppo.entropy_coef = cfg.hierarchical.manager_entropy
         self.manager = PPO(m_cfg, m_spec, device)
         self.manager.credit = SemiMarkov(m_cfg, m_spec).to(device)
         self.worker = PPO(cfg, w_spec, device)
