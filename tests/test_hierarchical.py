@@ -235,3 +235,18 @@ def test_bad_hierarchical_config_is_one_line_and_exit_2(tmp_path, overrides, mes
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+
+
+def test_export_writes_manager_and_worker_graphs_with_parity(tmp_path) -> None:
+    from accord.export import export_run
+
+    cfg = _tiny(tmp_path, "name=h")
+    train(cfg, progress=False)
+    result = export_run("h", tmp_path / "bundle", root=tmp_path / "runs", parity_obs=64, latency_calls=20)
+    files = sorted(p.name for p in (tmp_path / "bundle").glob("*.onnx"))
+    assert files == ["agent_0.onnx", "agent_1.onnx", "manager_0.onnx", "manager_1.onnx"]
+    graphs = {a["graph"]: a for a in result.manifest["agents"]}
+    assert graphs["manager_0.onnx"]["outputs"][0]["shape"] == ["batch", 4]  # logits over the 4 sub-goals
+    assert graphs["agent_0.onnx"]["inputs"][0]["shape"] == ["batch", 16 + 4]  # obs + one-hot sub-goal
+    assert all(a["parity"]["max_abs_diff"] <= 1e-5 for a in result.manifest["agents"])
+    assert result.manifest["hierarchical"]["k"] == 3
