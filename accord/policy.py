@@ -245,11 +245,6 @@ class AgentPolicy:
         params, h = self.team.actor(obs, avail[None, :, None], h, starts[None], agent=self.index)
         return params[0, :, 0], (None if h is None else h[:, 0])
 
-    def step_on(self, step: Step, state: Tensor | None, starts: Tensor, deterministic: bool = False
-                ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """:meth:`step` on an env's ``Step``; a policy that reads the env's ``info`` (hierarchical) gets it."""
-        return self.step(step.obs, step.avail_actions, state, starts, deterministic)
-
     @torch.no_grad()
     def act(self, obs: Obs, avail: Tensor | np.ndarray | None = None, state: Tensor | None = None,
             deterministic: bool = True) -> tuple[Tensor, Tensor | None]:

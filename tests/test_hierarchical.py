@@ -250,3 +250,26 @@ def test_export_writes_manager_and_worker_graphs_with_parity(tmp_path) -> None:
     assert graphs["agent_0.onnx"]["inputs"][0]["shape"] == ["batch", 16 + 4]  # obs + one-hot sub-goal
     assert all(a["parity"]["max_abs_diff"] <= 1e-5 for a in result.manifest["agents"])
     assert result.manifest["hierarchical"]["k"] == 3
+
+
+def test_policy_replans_when_the_env_says_the_sub_goal_was_reached(tmp_path) -> None:
+    cfg = _tiny(tmp_path, "hierarchical.k=5")
+    learner, _ = build_learner(cfg, make_env(cfg.task))
+    policy = learner.policy
+    env = KeyDoor(16)
+    step = env.reset(seed=0)
+    starts = torch.ones(16, dtype=torch.bool)
+    _, _, state = policy.step_on(step, None, starts)
+    assert (state[..., 1] == 1).all()  # every agent decided at the episode start
+    goal = state[..., 0].long()
+    reached = torch.zeros(16, 2, dtype=torch.bool)
+    reached[:8, 0] = True
+    step.info["subgoal"] = torch.where(reached, goal, -1)
+    _, _, after = policy.step_on(step, state, torch.zeros(16, dtype=torch.bool))
+    assert torch.equal(after[..., 1] == 1, reached)  # a new option exactly where the sub-goal was reached
+    # Without info (Policy.act, deployment) a sub-goal holds k = 5 steps.
+    obs, h, ages = step.obs, None, []
+    for _ in range(6):
+        _, h = policy.act(obs, state=h)
+        ages.append(int(h[0, 0, 1]))
+    assert ages == [1, 2, 3, 4, 5, 1]
