@@ -188,6 +188,10 @@ def test_train_checkpoint_resume_and_policy_load_cover_both_levels(tmp_path) -> 
     assert policy.manager.spec.n_actions == 4 and policy.worker.spec.obs_shapes["vector"] == (20,)
     acts, state = policy.act(torch.zeros(5, 2, 16))
     assert acts.shape == (5, 2) and state.shape == (5, 2, 2)
+    from accord.store import latest_checkpoint, load_checkpoint
+
+    ckpt = load_checkpoint(latest_checkpoint(tmp_path / "runs" / "h" / "checkpoints"))
+    assert ckpt["algo"]["env_steps"] == 480 and set(ckpt["policy"]) >= {"manager", "worker", "hierarchical"}
     result = evaluate_run("h", tmp_path / "runs", episodes=8)
     assert 0 <= result["policy"]["return_mean"] <= 1
     # Resume from the checkpoint: same weights at both levels, then more steps.

@@ -143,7 +143,8 @@ class Hierarchical:
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"manager": self.manager.state_dict(), "worker": self.worker.state_dict()}
+        # env_steps at the top, as every learner's: evaluation and contribution read it from checkpoints.
+        return {"manager": self.manager.state_dict(), "worker": self.worker.state_dict(), "env_steps": self.env_steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.manager.load_state_dict(state["manager"])
