@@ -17,6 +17,7 @@ from accord.evaluate import evaluate_run
 from accord.hierarchy import HierarchicalPolicy
 from accord.loop import build_learner, train, train_step
 from accord.policy import Policy
+from accord.runners import make_runner
 
 # -- the planning task -----------------------------------------------------------------------------
 
@@ -124,11 +125,10 @@ def test_deciding_every_step_is_ordinary_gae() -> None:
 
 
 def test_intrinsic_reward_adds_exactly_to_the_credit_methods_gae() -> None:
-    cfg = load_config(None, ["task.name=keydoor", "architecture=hierarchical"])
-    spec = make_env(cfg.task).spec
-    learner = Hierarchical(cfg, spec, torch.device("cpu"))
-    runner = learner_runner(learner, cfg)
-    batch = runner.collect()
+    cfg = load_config(None, ["task.name=keydoor", "architecture=hierarchical", "task.num_envs=8", "ppo.rollout_len=30"])
+    env = make_env(cfg.task)
+    learner = Hierarchical(cfg, env.spec, torch.device("cpu"))
+    batch = make_runner(env, learner, cfg.seed).collect()
     w = batch.worker
     g = torch.Generator().manual_seed(2)
     values, next_values = torch.randn(*w.agent_mask.shape, generator=g), torch.randn(*w.agent_mask.shape, generator=g)
@@ -138,12 +138,6 @@ def test_intrinsic_reward_adds_exactly_to_the_credit_methods_gae() -> None:
     summed = w.reward[..., None] + batch.reached.float()
     expected = gae(summed, values, next_values, w.terminated, w.terminated | w.truncated, 0.99, 0.95)
     torch.testing.assert_close(credit.advantages(w, ctx).advantages, expected)
-
-
-def learner_runner(learner, cfg):
-    from accord.runners import make_runner
-
-    return make_runner(make_env(cfg.task), learner, cfg.seed)
 
 
 # -- both levels in training ------------------------------------------------------------------------
