@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from accord import cli
-from accord.algos.hierarchical import Hierarchical, HierBatch, WithIntrinsic, semi_markov_gae
+from accord.algos.hierarchical import Hierarchical, HierBatch, WithIntrinsic, option_return, semi_markov_gae
 from accord.config import load_config
 from accord.credit import CREDIT
 from accord.credit.base import CreditContext
@@ -124,7 +124,17 @@ def test_deciding_every_step_is_ordinary_gae() -> None:
                                gae(reward[..., None].expand(t, b, n), values, next_values, terminated, done, 0.95, 0.9))
 
 
-def test_intrinsic_reward_adds_exactly_to_the_credit_methods_gae() -> None:
+def test_option_return_sums_the_intrinsic_reward_to_the_option_end_only() -> None:
+    # One agent, one env: options start at t = 0, 3, 5; the episode ends after t = 6.
+    reached = torch.tensor([0, 0, 1, 0, 1, 0, 1, 1], dtype=torch.float)[:, None, None]
+    decision = torch.tensor([1, 0, 0, 1, 0, 1, 0, 1], dtype=torch.bool)[:, None, None]
+    done = torch.tensor([0, 0, 0, 0, 0, 0, 1, 0], dtype=torch.bool)[:, None]
+    g = 0.5
+    expected = torch.tensor([g * g, g, 1, g, 1, g, 1, 1])[:, None, None]  # nothing crosses an option's end
+    torch.testing.assert_close(option_return(reached, decision, done, g), expected)
+
+
+def test_workers_add_the_option_return_to_their_credit_methods_advantages() -> None:
     cfg = load_config(None, ["task.name=keydoor", "architecture=hierarchical", "task.num_envs=8", "ppo.rollout_len=30"])
     env = make_env(cfg.task)
     learner = Hierarchical(cfg, env.spec, torch.device("cpu"))
@@ -133,11 +143,13 @@ def test_intrinsic_reward_adds_exactly_to_the_credit_methods_gae() -> None:
     g = torch.Generator().manual_seed(2)
     values, next_values = torch.randn(*w.agent_mask.shape, generator=g), torch.randn(*w.agent_mask.shape, generator=g)
     ctx = CreditContext(values, next_values, w.next_state, learner.worker.actor)
-    credit = WithIntrinsic(CREDIT["shared"].fn(cfg, learner.worker.policy.spec), cfg, learner.worker.policy.spec)
-    credit.intrinsic = batch.reached.float()
-    summed = w.reward[..., None] + batch.reached.float()
-    expected = gae(summed, values, next_values, w.terminated, w.terminated | w.truncated, 0.99, 0.95)
-    torch.testing.assert_close(credit.advantages(w, ctx).advantages, expected)
+    shared = CREDIT["shared"].fn(cfg, learner.worker.policy.spec)
+    credit = WithIntrinsic(shared, cfg, learner.worker.policy.spec)
+    credit.bonus = option_return(batch.reached.float(), batch.decision, w.terminated | w.truncated, 0.99)
+    got, plain = credit.advantages(w, ctx), shared.advantages(w, ctx)
+    torch.testing.assert_close(got.advantages, plain.advantages + credit.bonus)
+    torch.testing.assert_close(got.returns, plain.returns)  # the critic keeps the credit method's targets
+    assert batch.reached.any() and (credit.bonus > 0).any()
 
 
 # -- both levels in training ------------------------------------------------------------------------

@@ -84,21 +84,28 @@ class SemiMarkov(CreditModule):
         return Signals(adv, adv + ctx.values)
 
 
-class WithIntrinsic(CreditModule):
-    """The workers' credit: the configured method's signals plus the intrinsic reward's GAE term."""
+def option_return(intrinsic: Tensor, decision: Tensor, done: Tensor, gamma: float) -> Tensor:
+    """``[T, B, N]``: the discounted intrinsic reward from step t to the end of the worker's current option
+    (its next decision, the episode's end or the rollout's end). Options do not pay into each other: a
+    worker gains nothing by keeping the episode alive for more sub-goals."""
+    last = torch.cat([decision[1:], torch.ones_like(decision[:1])]) | done[..., None]  # option ends after t
+    return backward_scan(intrinsic, gamma * (~last).float())
 
-    intrinsic: Tensor | None = None  # [T, B, N], set by Hierarchical.update before the worker's update
+
+class WithIntrinsic(CreditModule):
+    """The workers' credit: the configured method's signals, plus the option's intrinsic return added to
+    the advantages (not to the critic's targets: the critic stays the credit method's)."""
+
+    bonus: Tensor | None = None  # [T, B, N] option_return(...), set by Hierarchical.update
 
     def __init__(self, inner: CreditModule, cfg: Config, spec: EnvSpec) -> None:
         super().__init__(cfg, spec)
         self.inner = inner
 
     def _assign(self, batch: Rollout, ctx: CreditContext) -> Signals:
-        assert self.intrinsic is not None
+        assert self.bonus is not None
         s = self.inner.advantages(batch, ctx)
-        carry = (self.gamma * self.lam) * (~(batch.terminated | batch.truncated))[..., None].float()  # [T, B, 1]
-        bonus = backward_scan(self.intrinsic, carry)  # [T, B, N]
-        return Signals(s.advantages + bonus, s.returns + bonus)
+        return Signals(s.advantages + self.bonus, s.returns)
 
     def update(self, batch: Rollout, ctx: CreditContext) -> dict[str, float]:
         return self.inner.update(batch, ctx)
@@ -124,6 +131,7 @@ class Hierarchical:
         self.worker.credit = WithIntrinsic(self.worker.credit, cfg, w_spec).to(device)
         self.policy = HierarchicalPolicy(spec, self.manager.policy, self.worker.policy, cfg.hierarchical.k)
         self.intrinsic = cfg.hierarchical.intrinsic
+        self.cfg = cfg
         self.rollout_len = cfg.ppo.rollout_len
 
     @property
@@ -132,7 +140,9 @@ class Hierarchical:
 
     def update(self, batch: HierBatch) -> dict[str, float]:
         """Workers on their sub-goals (intrinsic + credit reward), then the manager on its decisions."""
-        self.worker.credit.intrinsic = self.intrinsic * batch.reached.float()
+        w = batch.worker
+        self.worker.credit.bonus = option_return(self.intrinsic * batch.reached.float(), batch.decision,
+                                                 w.terminated | w.truncated, self.cfg.ppo.gamma)
         out = self.worker.update(batch.worker)
         out["worker/subgoals_reached"] = float(batch.reached.sum() / batch.decision.sum().clamp_min(1))
         out["manager/decisions"] = float(batch.decision.sum())
