@@ -3,17 +3,18 @@
 Two PPO learners (:class:`~accord.algos.ppo.PPO`), composed rather than branched:
 
 - **Manager** (CTDE: actor on ``o^a``, centralized critic on the state + agent id; feed-forward). It
-  picks sub-goal ``g`` every ``k`` steps (and at episode start), so its transitions are semi-Markov:
-  a decision at ``t`` held until the agent's next decision ``t'`` (or the episode's end) earns
-  ``R_t = sum_{j=t}^{t'-1} gamma^{j-t} r_j`` (team reward) and bootstraps with ``gamma^{t'-t} V(s_{t'})``
-  (Sutton, Precup & Singh 1999, SMDP Q-learning's discounting). :func:`semi_markov_gae` is GAE over
-  those decisions; only decision steps enter the manager's losses.
-- **Workers** act on ``o^a`` + one-hot ``g`` (accord/hierarchy.py). Their learning reward is their
-  credit method's (``credit.name``: shared, counterfactual, ...) plus ``hierarchical.intrinsic``
-  once when they reach their sub-goal (``info["subgoal"]``), as in HSD's ``r = alpha r + ...`` but
-  additive. GAE is linear in the reward, so :class:`WithIntrinsic` adds the intrinsic reward's
-  discounted sum to the credit method's advantages and value targets; for reward-based credit
-  methods that is exactly GAE of the summed reward.
+  picks sub-goal ``g`` at episode starts, when the agent's worker reaches ``g``, and at the latest
+  every ``k`` steps, so its transitions are semi-Markov: a decision at ``t`` held until the agent's
+  next decision ``t'`` (or the episode's end) earns ``R_t = sum_{j=t}^{t'-1} gamma^{j-t} r_j`` (team
+  reward) and bootstraps with ``gamma^{t'-t} V(s_{t'})`` (Sutton, Precup & Singh 1999, SMDP
+  discounting). :func:`semi_markov_gae` is GAE over those decisions; only decision steps enter the
+  manager's losses.
+- **Workers** act on ``o^a`` + one-hot ``g`` (accord/hierarchy.py). Their advantage is their credit
+  method's (``credit.name``: shared, counterfactual, ...; its critic and targets unchanged) plus
+  :func:`option_return`: ``hierarchical.intrinsic`` for reaching ``g`` (``info["subgoal"]``),
+  discounted to the end of the current option only. Options do not pay into each other, so a worker
+  never gains by keeping the episode alive for more sub-goals (an earlier version summed intrinsic
+  rewards across options and taught workers to avoid finishing the task).
 
 The batch layout stays ``[T, B, N, ...]`` at both levels (:class:`HierBatch`): the manager's
 ``Rollout`` holds its sub-goals as actions on every step, its decisions as ``decision`` [T, B, N].
