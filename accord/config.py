@@ -144,6 +144,17 @@ class QConfig(Section):
     attention_reg: float = Field(1e-3, ge=0, description="Qatten penalty on squared attention logits.")
 
 
+class HierarchicalConfig(Section):
+    """``architecture: hierarchical`` (accord/algos/hierarchical.py, docs/hierarchical.md)."""
+
+    k: int = Field(8, ge=1, description="Most env steps a sub-goal holds: the manager picks again when the "
+                   "worker reaches it, after k steps, and at every episode start.")
+    intrinsic: float = Field(1.0, ge=0, description="Reward a worker gets for reaching its sub-goal, on top "
+                             "of its credit method's (team) reward.")
+    manager_entropy: float = Field(0.01, ge=0, description="Entropy bonus of the manager's policy over "
+                                   "sub-goals (ppo.entropy_coef is the workers').")
+
+
 class MonitorConfig(Section):
     """Contribution monitoring: who does the work, and is the reward being gamed (accord.eval)."""
 
@@ -250,6 +261,7 @@ class Config(Section):
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     q: QConfig = Field(default_factory=QConfig)
     credit: CreditConfig = Field(default_factory=CreditConfig)
+    hierarchical: HierarchicalConfig = Field(default_factory=HierarchicalConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
@@ -274,7 +286,7 @@ class Config(Section):
     def centralized_critic(self) -> bool:
         """MAPPO's critic (state + agent id) unless asked otherwise or decentralized."""
         if self.ppo.critic == "auto":
-            return self.architecture == "ctde"
+            return self.architecture != "decentralized"
         return self.ppo.critic == "centralized"
 
     def compatibility_problems(self) -> list[str]:
@@ -306,7 +318,9 @@ class Config(Section):
                 fits = [n for n, m in CREDIT.items() if self.algorithm in m.algorithms]
                 problems.append(f"credit.name: '{self.credit.name}' does not work with algorithm "
                                 f"'{self.algorithm}'; allowed: {', '.join(fits)}")
-            if self.architecture not in method.architectures:
+            # Hierarchical workers are CTDE agents: the credit method works at the worker level.
+            level = "ctde" if self.architecture == "hierarchical" else self.architecture
+            if level not in method.architectures:
                 problems.append(f"credit.name: '{self.credit.name}' needs architecture "
                                 f"{' or '.join(method.architectures)}, not '{self.architecture}'")
             n_agents = self.task.params.get("n_agents")  # other tasks are checked when the env is built
@@ -318,8 +332,9 @@ class Config(Section):
                             f"credit.critic_hidden ({self.credit.critic_hidden})")
         if self.credit.potential is not None:
             resolve("credit.potential", load_potential, self.credit.potential)
-        if self.architecture == "hierarchical":
-            problems.append("architecture: 'hierarchical' is not available yet; allowed: ctde, decentralized")
+        if self.architecture == "hierarchical" and self.algorithm != "ppo":
+            problems.append(f"architecture: 'hierarchical' composes PPO learners (manager and workers); "
+                            f"algorithm '{self.algorithm}' is not allowed with it; allowed: ppo")
         if self.architecture == "decentralized" and self.ppo.critic == "centralized":
             problems.append("ppo.critic: 'centralized' needs architecture 'ctde' (decentralized agents "
                             "see only their own observation); allowed here: auto, local")

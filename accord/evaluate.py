@@ -48,7 +48,7 @@ def evaluate_policy(env: VecEnv, policy: Policy | None, episodes: int, determini
         if policy is None:
             act = random_actions(env, step.avail_actions, gen)
         else:
-            act, _, h = policy.step(step.obs, step.avail_actions, h, starts, deterministic)
+            act, _, h = policy.step_on(step, h, starts, deterministic)
             act = policy.clamp_actions(act)
         step = env.step(act)
         ret += step.reward
@@ -97,7 +97,7 @@ def first_episodes(env: VecEnv, policy: Policy, seed: int, deterministic: bool =
         for _ in range(4 * max(env.spec.episode_limit, 1) + 10):
             if observe is not None:
                 observe(step, running)
-            act, _, h = policy.step(step.obs, step.avail_actions, h, starts, deterministic)
+            act, _, h = policy.step_on(step, h, starts, deterministic)
             act = policy.clamp_actions(act)
             step = env.step(act if replace is None else replace(act, step))
             ret += step.reward * running

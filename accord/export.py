@@ -171,10 +171,36 @@ def make_session(path: str | Path, threads: int = 1) -> Any:
 # -- recorded observations, parity, latency -----------------------------------------------------------
 
 
+def levels(policy: Policy) -> dict[str, Policy]:
+    """The bundle's graphs per agent, by file prefix: ``agent`` for a flat policy; ``manager`` and
+    ``agent`` (the worker, sub-goal appended to its observation) for a hierarchical one."""
+    from accord.hierarchy import HierarchicalPolicy
+
+    if isinstance(policy, HierarchicalPolicy):
+        return {"manager": policy.manager, "agent": policy.worker}
+    return {"agent": policy}
+
+
+def _level_inputs(policy: Policy, step: Any, h: Tensor | None, h_next: Tensor | None
+                  ) -> dict[str, tuple[dict[str, Tensor], Tensor, Tensor | None]]:
+    """(observation, mask, recurrent state) ``[B, N, ...]`` each level saw at this step."""
+    from accord.hierarchy import GOAL, HierarchicalPolicy, with_goal
+
+    if not isinstance(policy, HierarchicalPolicy):
+        return {"agent": (step.obs, step.avail_actions, h)}
+    assert h_next is not None
+    ones = torch.ones(*step.avail_actions.shape[:2], policy.n_subgoals, dtype=torch.bool)
+    goal = h_next[..., GOAL].long()  # the sub-goal the worker acted on at this step
+    worker_h = None if not policy.worker.hidden or h is None else h[..., 2:]
+    return {"manager": (step.obs, ones, None),
+            "agent": (with_goal(step.obs, goal, policy.n_subgoals), step.avail_actions, worker_h)}
+
+
 @torch.no_grad()
-def record_inputs(policy: Policy, task: Any, n: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
+def record_level_inputs(policy: Policy, task: Any, n: int, seed: int = 0) -> dict[str, list[dict[str, np.ndarray]]]:
     """Play ``policy`` (sampled actions) in ``task``'s env and record at least ``n`` decisions per agent:
-    per agent, the graph inputs by name (``h_in`` is the state the agent really had, zeros at starts)."""
+    per level (:func:`levels`) and agent, the graph inputs by name (``h_in`` is the state the agent really
+    had, zeros at starts)."""
     from accord.envs.registry import make_env
 
     task = task.model_copy(deep=True)
@@ -185,8 +211,8 @@ def record_inputs(policy: Policy, task: Any, n: int, seed: int = 0) -> list[dict
     except BaseException:
         env.close()
         raise
-    graphs = [AgentGraph(policy, i) for i in range(policy.spec.n_agents)]
-    rows: list[dict[str, list[np.ndarray]]] = [{k: [] for k in g.input_names()} for g in graphs]
+    graphs = {lv: [AgentGraph(p, i) for i in range(p.spec.n_agents)] for lv, p in levels(policy).items()}
+    rows = {lv: [{k: [] for k in g.input_names()} for g in gs] for lv, gs in graphs.items()}
     try:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -196,19 +222,26 @@ def record_inputs(policy: Policy, task: Any, n: int, seed: int = 0) -> list[dict
             for _ in range(-(-n // env.num_envs)):
                 if h is not None:
                     h = h * (~starts)[:, None, None]
-                for i, g in enumerate(graphs):
-                    for m in g.modalities:
-                        rows[i][f"obs_{m}"].append(step.obs[m][:, i].cpu().numpy())
-                    if g.discrete:
-                        rows[i]["avail"].append(step.avail_actions[:, i].cpu().numpy().astype(bool))
-                    if h is not None:
-                        rows[i]["h_in"].append(h[:, i].cpu().numpy().astype(np.float32))
-                act, _, h = policy.step(step.obs, step.avail_actions, h, starts, deterministic=False)
+                act, _, h_next = policy.step_on(step, h, starts, deterministic=False)
+                for lv, (obs, avail, h_lv) in _level_inputs(policy, step, h, h_next).items():
+                    for i, g in enumerate(graphs[lv]):
+                        for m in g.modalities:
+                            rows[lv][i][f"obs_{m}"].append(obs[m][:, i].cpu().numpy())
+                        if g.discrete:
+                            rows[lv][i]["avail"].append(avail[:, i].cpu().numpy().astype(bool))
+                        if g.hidden and h_lv is not None:
+                            rows[lv][i]["h_in"].append(h_lv[:, i].cpu().numpy().astype(np.float32))
+                h = h_next
                 step = env.step(policy.clamp_actions(act))
                 starts = step.done
     finally:
         env.close()
-    return [{k: np.concatenate(v)[:n] for k, v in r.items()} for r in rows]
+    return {lv: [{k: np.concatenate(v)[:n] for k, v in r.items()} for r in rs] for lv, rs in rows.items()}
+
+
+def record_inputs(policy: Policy, task: Any, n: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """:func:`record_level_inputs` of a flat policy: per agent, the graph inputs by name."""
+    return record_level_inputs(policy, task, n, seed)["agent"]
 
 
 def _torch_outputs(graph: AgentGraph, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
@@ -344,7 +377,7 @@ def export_run(source: str | Path, out: str | Path, *, checkpoint: str | Path | 
     say = log or (lambda _msg: None)
 
     say(f"recording {parity_obs} observations per agent from task '{cfg.task.name}'")
-    recorded = record_inputs(policy, cfg.task, parity_obs, seed)
+    recorded = record_level_inputs(policy, cfg.task, parity_obs, seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
     umask = os.umask(0)
@@ -352,31 +385,33 @@ def export_run(source: str | Path, out: str | Path, *, checkpoint: str | Path | 
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the bundle is an ordinary folder
     try:
         agents, parity = [], {}
-        for i in range(policy.spec.n_agents):
-            graph = AgentGraph(policy, i).eval()
-            name = policy.spec.agent_names[i]
-            file = f"agent_{i}.onnx"
-            _export_graph(graph, tmp / file, opset)
-            import onnx
+        for level, level_policy in levels(policy).items():  # one graph per agent (and per level)
+            for i in range(level_policy.spec.n_agents):
+                graph = AgentGraph(level_policy, i).eval()
+                name = level_policy.spec.agent_names[i] if level == "agent" else f"{level}_{i}"
+                file = f"{level}_{i}.onnx"
+                _export_graph(graph, tmp / file, opset)
+                import onnx
 
-            onnx.checker.check_model(str(tmp / file))
-            session = make_session(tmp / file, threads=1)
-            par = check_parity(session, graph, recorded[i])
-            parity[name] = par
-            say(f"agent {name}: parity max abs diff {par['max_abs_diff']:.3g} on {par['observations']} observations")
-            if not par["max_abs_diff"] <= tolerance or not par["masked_actions_ok"]:
-                why = "unavailable actions are not masked" if par["masked_actions_ok"] is False and \
-                    par["max_abs_diff"] <= tolerance else f"max abs diff {par['max_abs_diff']:.3g} > tolerance " \
-                    f"{tolerance:g}"
-                raise ExportError(f"ONNX parity check failed for agent {name}: {why} on {par['observations']} "
-                                  f"recorded observations; no bundle written to {out}")
-            lat = measure_latency(session, graph, recorded[i], latency_calls)
-            agents.append({
-                "index": i, "name": name, "graph": file,
-                "inputs": graph.inputs_spec(), "outputs": graph.outputs_spec(),
-                "params": param_count(policy, i), "flops": flops_per_decision(policy, i),
-                "macs_by_layer": macs_per_decision(policy, i), "latency": lat, "parity": par,
-            })
+                onnx.checker.check_model(str(tmp / file))
+                session = make_session(tmp / file, threads=1)
+                par = check_parity(session, graph, recorded[level][i])
+                parity[name] = par
+                say(f"{'agent ' if level == 'agent' else ''}{name}: parity max abs diff {par['max_abs_diff']:.3g} "
+                    f"on {par['observations']} observations")
+                if not par["max_abs_diff"] <= tolerance or not par["masked_actions_ok"]:
+                    why = "unavailable actions are not masked" if par["masked_actions_ok"] is False and \
+                        par["max_abs_diff"] <= tolerance else f"max abs diff {par['max_abs_diff']:.3g} > tolerance " \
+                        f"{tolerance:g}"
+                    raise ExportError(f"ONNX parity check failed for {name}: {why} on {par['observations']} "
+                                      f"recorded observations; no bundle written to {out}")
+                lat = measure_latency(session, graph, recorded[level][i], latency_calls)
+                agents.append({
+                    "index": i, "name": name, "graph": file,
+                    "inputs": graph.inputs_spec(), "outputs": graph.outputs_spec(),
+                    "params": param_count(level_policy, i), "flops": flops_per_decision(level_policy, i),
+                    "macs_by_layer": macs_per_decision(level_policy, i), "latency": lat, "parity": par,
+                })
         worst = max(p["max_abs_diff"] for p in parity.values())
         parity_doc = {"tolerance": tolerance, "observations_per_agent": parity_obs, "max_abs_diff": worst,
                       "recorded_from": f"task '{cfg.task.name}', sampled actions, seed {seed}", "agents": parity}
@@ -405,6 +440,7 @@ def export_run(source: str | Path, out: str | Path, *, checkpoint: str | Path | 
                           "reset": "feed zeros as h_in at an episode's first step, then the previous h_out"}
             if policy.hidden else None,
             "agents": agents,
+            "hierarchical": _hierarchy_note(policy),
             "parity": {k: v for k, v in parity_doc.items() if k != "agents"},
             "flops_convention": FLOPS_CONVENTION,
             "latency_note": LATENCY_NOTE,
@@ -421,6 +457,17 @@ def export_run(source: str | Path, out: str | Path, *, checkpoint: str | Path | 
 
         log_artifacts(out, f"export/{out.name}", run_dir=run.path)
     return ExportResult(out, manifest)
+
+
+def _hierarchy_note(policy: Policy) -> dict[str, Any] | None:
+    """How to chain a hierarchical bundle's two graphs per agent (None for a flat policy)."""
+    if "manager" not in levels(policy):
+        return None
+    k = getattr(policy, "k", 0)
+    return {"k": k, "n_subgoals": getattr(policy, "n_subgoals", 0), "graphs": "manager_<i>.onnx, agent_<i>.onnx",
+            "rule": f"at an episode's first step, when the agent reached its sub-goal (the task's info['subgoal']) "
+                    f"and after {k} steps: g = argmax(manager logits on obs); then every step: action from "
+                    "agent_<i>.onnx on obs_vector + one_hot(g)"}
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:

@@ -90,7 +90,12 @@ class _StopFlag:
 def build_learner(cfg: Config, env: VecEnv) -> tuple[Learner, Runner]:
     """The config's learner and the runner that feeds it from ``env``."""
     check_memory(cfg, env.spec, env.device)  # before the rollout and networks are allocated
-    learner = ALGORITHMS[cfg.algorithm](cfg, env.spec, env.device)
+    if cfg.architecture == "hierarchical":  # manager and worker PPO learners (accord/algos/hierarchical.py)
+        from accord.algos.hierarchical import Hierarchical
+
+        learner: Learner = Hierarchical(cfg, env.spec, env.device)
+    else:
+        learner = ALGORITHMS[cfg.algorithm](cfg, env.spec, env.device)
     return learner, make_runner(env, learner, cfg.seed)
 
 

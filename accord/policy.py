@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from accord.config import ModelConfig
-from accord.envs.base import EnvSpec
+from accord.envs.base import EnvSpec, Step
 from accord.errors import CheckpointError, EnvError
 from accord.models.actor_critic import Actor
 from accord.models.q_agent import QAgent
@@ -111,6 +111,11 @@ class Policy(nn.Module):
         act, logp = self.actor.sample(params[0], deterministic)
         return act, logp, state
 
+    def step_on(self, step: Step, state: Tensor | None, starts: Tensor, deterministic: bool = False
+                ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """:meth:`step` on an env's ``Step``; a policy that reads the env's ``info`` (hierarchical) gets it."""
+        return self.step(step.obs, step.avail_actions, state, starts, deterministic)
+
     @torch.no_grad()
     def act(self, obs: Obs, avail: Tensor | np.ndarray | None = None, state: Tensor | None = None,
             deterministic: bool = True) -> tuple[Tensor, Tensor | None]:
@@ -184,6 +189,10 @@ class Policy(nn.Module):
     @classmethod
     def from_record(cls, record: Mapping[str, Any], device: str | torch.device = "cpu",
                     where: str = "checkpoint") -> Policy:
+        if isinstance(record, Mapping) and record.get("hierarchical") is not None and cls is Policy:
+            from accord.hierarchy import HierarchicalPolicy  # manager + workers (architecture: hierarchical)
+
+            return HierarchicalPolicy.from_record(record, device, where)
         if int(record.get("format", -1)) != RECORD_FORMAT:
             raise CheckpointError(f"{where}: policy record format {record.get('format')} is not {RECORD_FORMAT}")
         try:

@@ -46,8 +46,8 @@ def test_all_problems_are_reported_together():
 def test_invalid_combination_is_refused():
     with pytest.raises(ConfigError, match="ppo.critic: 'centralized' needs architecture 'ctde'"):
         load_config(None, ["architecture=decentralized", "ppo.critic=centralized"])
-    with pytest.raises(ConfigError, match="hierarchical"):
-        load_config(None, ["architecture=hierarchical"])
+    with pytest.raises(ConfigError, match="architecture: 'hierarchical' composes PPO learners"):
+        load_config(None, ["architecture=hierarchical", "algorithm=q", "credit.name=iql"])
     with pytest.raises(ConfigError, match="runner.kind: 'subproc'"):
         load_config(None, ["runner.kind=subproc"])
 

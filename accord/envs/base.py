@@ -47,6 +47,9 @@ class EnvSpec:
     # agent i (used by attention mixers); 0 when the state has no such layout.
     agent_state_dim: int = 0
     vocab_size: int = 0  # token vocabulary of the "text" modality, if any
+    # Sub-goals a hierarchical manager can assign (architecture: hierarchical); such a task reports
+    # info["subgoal"] [B, N]: the sub-goal each agent reached at this step, -1 for none.
+    n_subgoals: int = 0
 
     def __post_init__(self) -> None:
         if not self.agent_names:

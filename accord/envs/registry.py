@@ -74,6 +74,8 @@ TASKS: Registry[TaskEntry] = Registry("task", {
                         "cooperative navigation: N agents cover N landmarks (MPE simple_spread)"),
     "foraging": TaskEntry("accord.envs.tasks.foraging:Foraging",
                           "level-based foraging, cooperative: all agents load each food together"),
+    "keydoor": TaskEntry("accord.envs.tasks.keydoor:KeyDoor",
+                         "planning: visit K stations in order (keys then doors), sparse team reward; optimum 1.0"),
     "two_step": TaskEntry("accord.envs.tasks.matrix:TwoStep",
                           "QMIX two-step game; optimum return 8, additive (VDN) fit gets 7"),
     "climbing": TaskEntry("accord.envs.tasks.matrix:Climbing",

@@ -25,7 +25,7 @@ class Runner(Protocol):
 class Learner(Protocol):
     """What the training loop needs from an algorithm (see ``accord/algos``)."""
 
-    collects: str  # "rollout" | "episodes"
+    collects: str  # "rollout" | "episodes" | "hierarchical"
     policy: Policy  # the acting half; in-process runners share its modules
     rollout_len: int
     env_steps: int
@@ -39,6 +39,10 @@ class Learner(Protocol):
 
 def make_runner(env: VecEnv, learner: Learner, seed: int) -> Runner:
     """The in-process runner that feeds ``learner`` what its ``update`` takes."""
+    if learner.collects == "hierarchical":
+        from accord.runners.hierarchical import HierarchicalRunner
+
+        return HierarchicalRunner(env, learner.policy, learner.rollout_len, seed)  # type: ignore[arg-type]
     if learner.collects == "episodes":
         from accord.runners.episode import EpisodeRunner
 
