@@ -44,17 +44,22 @@ TRAFFIC = {"comm_sent": "messages", "comm_dropped": "dropped", "comm_bytes": "by
 
 
 def agent_costs(policy: Policy, calls: int = 500) -> list[dict[str, Any]]:
-    """Compute figures of every agent of ``policy`` (see the module docstring)."""
+    """Compute figures of every agent of ``policy`` (see the module docstring); a hierarchical policy
+    has a row per agent and level (the export's graphs: the manager's rows are named ``<agent>/manager``)."""
+    from accord.export import levels
+
     out = []
-    for i, name in enumerate(policy.spec.agent_names):
-        params = param_count(policy, i)
-        activations = _activation_bytes(policy, i)
-        state = policy.hidden * 4
-        with torch.inference_mode():
-            lat = latency(functools.partial(_decide, policy.agent(i), agent_inputs(policy)), calls)
-        out.append({"agent": name, "params": params, "flops": flops_per_decision(policy, i),
-                    "weight_bytes": params * 4, "memory_bytes": params * 4 + activations + state,
-                    "latency_p50_us": lat["p50_us"], "latency_p99_us": lat["p99_us"]})
+    for level, level_policy in levels(policy).items():
+        for i, name in enumerate(level_policy.spec.agent_names):
+            params = param_count(level_policy, i)
+            activations = _activation_bytes(level_policy, i)
+            state = level_policy.hidden * 4
+            with torch.inference_mode():
+                lat = latency(functools.partial(_decide, level_policy.agent(i), agent_inputs(level_policy)), calls)
+            out.append({"agent": name if level == "agent" else f"{name}/{level}", "params": params,
+                        "flops": flops_per_decision(level_policy, i), "weight_bytes": params * 4,
+                        "memory_bytes": params * 4 + activations + state,
+                        "latency_p50_us": lat["p50_us"], "latency_p99_us": lat["p99_us"]})
     return out
 
 
