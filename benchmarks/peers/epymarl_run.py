@@ -61,18 +61,20 @@ def main() -> None:
 
         package, env_id = args.key.split(":")
         __import__(package)
-        settings(**merged_config(src, args.alg, cli), env_limit=gymnasium.spec(env_id).max_episode_steps)
+        spec = gymnasium.spec(env_id)  # lbforaging passes its limit as a kwarg, not to the registry
+        settings(**merged_config(src, args.alg, cli),
+                 env_limit=spec.max_episode_steps or spec.kwargs.get("max_episode_steps"))
         return
 
     sacred = args.source / "results" / "sacred" / args.alg / args.key
-    before = set(sacred.glob("*")) if sacred.exists() else set()
+    before = set(sacred.glob("[0-9]*"))  # sacred numbers its runs; _sources is not one
     cmd = [sys.executable, str(src / "main.py"), f"--config={args.alg}", "--env-config=gymma", "with",
            f"env_args.time_limit={args.time_limit}", f"env_args.key={args.key}", f"t_max={args.frames}",
            f"seed={args.seed}"]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=args.source, stdout=sys.stderr)
     process_s, trained_at = time.perf_counter() - start, time.time()
-    new = sorted(set(sacred.glob("*")) - before)
+    new = sorted(set(sacred.glob("[0-9]*")) - before, key=lambda d: int(d.name))
     if proc.returncode != 0 or not new:
         sys.exit(f"EPyMARL failed (exit {proc.returncode})")
     run_dir = new[-1]

@@ -102,7 +102,7 @@ def benchmarl(peer: dict[str, Any]) -> list[Setting]:
     cells, act, task = peer["num_cells"], peer["activation"], peer["task"]
     eval_every, eval_n = peer["evaluation_interval"], peer["evaluation_episodes"]
     return [
-        row(f"task VMAS {peer['task_name']}", ", ".join(f"{k} {v}" for k, v in task.items()), "same",
+        row(f"task VMAS {peer['task_name']}", f"its yaml's {len(task)} params", "the same params",
             sets=("task.name=vmas", f"task.params.scenario={peer['task_name']}", "task.params.continuous=true",
                   "task.params.team_reward=mean", *(f"task.params.{k}={yaml_text(v)}" for k, v in task.items()))),
         *batch_rows(n_env, batch // n_env, batch // size, int(peer["n_minibatch_iters"]), "shuffled frames"),
@@ -183,9 +183,9 @@ def table(rows: list[Setting], peer_name: str) -> str:
     w = max(len(r.name) for r in rows)
     cols = [max(len(str(getattr(r, c))) for r in rows + [Setting("", peer_name, "accord (matched work)")])
             for c in ("peer", "accord")]
-    lines = [f"{'setting':<{w}}  {peer_name:<{cols[0]}}  {'accord (matched work)':<{cols[1]}}"]
+    lines = [f"{'setting':<{w}}  {peer_name:<{cols[0]}}  {'accord (matched work)'}"]
     lines.append("-" * len(lines[0]))
     for r in rows:
         mark = f"  DIFFERS: {r.differs}" if r.differs else ""
-        lines.append(f"{r.name:<{w}}  {str(r.peer):<{cols[0]}}  {str(r.accord):<{cols[1]}}{mark}")
+        lines.append(f"{r.name:<{w}}  {str(r.peer):<{cols[0]}}  {str(r.accord):<{cols[1]}}{mark}".rstrip())
     return "\n".join(lines)
