@@ -258,8 +258,8 @@ def main() -> None:
     log = args.scratch / f"{args.benchmark}.log"
     python = ensure_venv(bench.peer, args.scratch)
     source = ensure_source(bench.peer, args.scratch, args.mirror)
-    peer_settings = run(peer_command(bench, python, source, "--settings"), args.core, log, peer=True,
-                        tag="SETTINGS")
+    peer_settings = run(peer_command(bench, python, source, "--settings", "--frames", str(frames)), args.core, log,
+                        peer=True, tag="SETTINGS")
     try:
         rows: list[Setting] = DERIVE[args.benchmark](peer_settings)
     except ValueError as e:

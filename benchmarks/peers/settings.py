@@ -138,7 +138,8 @@ def epymarl(peer: dict[str, Any]) -> list[Setting]:
     n_env, limit, h = int(peer["batch_size_run"]), int(peer["env_args"]["time_limit"]), int(peer["hidden_dim"])
     if not peer["batch_size"] == peer["buffer_size"] == n_env:
         raise ValueError("the matched LBF run assumes EPyMARL trains on the episodes of one parallel collection")
-    every, episodes = peer["test_interval"], peer["test_nepisode"]
+    # EPyMARL also tests before training; a budget under its interval gets one accord evaluation, at the end.
+    every, episodes = min(peer["test_interval"], peer["t_max"]), peer["test_nepisode"]
     return [
         row("task", f"{peer['env_args']['key']}, time limit {limit}", f"same, time limit {peer['env_limit']}",
             sets=("task.name=gymma", f"task.params.env={peer['env_args']['key']}", "runner.kind=sync"),
@@ -170,7 +171,7 @@ def epymarl(peer: dict[str, Any]) -> list[Setting]:
             f"every {every} steps, {episodes} episodes, greedy and sampled",
             sets=(f"eval.interval={every}", f"eval.episodes={episodes}", "eval.final_factor=1",
                   f"eval.num_envs={n_env}"),
-            differs="accord plays each evaluation twice (greedy and sampled)"),
+            differs="EPyMARL also tests at step 0; accord plays each evaluation twice (greedy and sampled)"),
     ]
 
 
