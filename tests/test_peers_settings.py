@@ -44,8 +44,8 @@ EPYMARL = {"batch_size_run": 10, "batch_size": 10, "buffer_size": 10, "env_args"
     "key": "lbforaging:Foraging-8x8-2p-2f-coop-v3", "time_limit": 50}, "env_limit": 50, "hidden_dim": 128,
     "epochs": 4, "use_rnn": True, "agent": "rnn", "critic_type": "cv_critic", "obs_agent_id": True, "lr": 3e-4,
     "gamma": 0.99, "q_nstep": 5, "target_update_interval_or_tau": 0.01, "standardise_rewards": True,
-    "eps_clip": 0.2, "entropy_coef": 0.001, "grad_norm_clip": 10, "test_interval": 50000, "test_nepisode": 100, "t_max": 200000,
-    "test_greedy": True}
+    "eps_clip": 0.2, "entropy_coef": 0.001, "grad_norm_clip": 10, "test_interval": 50000, "test_nepisode": 100,
+    "t_max": 200000, "test_greedy": True}
 
 
 def matched(name: str, peer: dict):
