@@ -57,7 +57,7 @@ def main() -> None:
     out = jax.block_until_ready(compiled(rngs))
     wall = time.perf_counter() - start
     frames = config["NUM_UPDATES"] * config["NUM_STEPS"] * config["NUM_ENVS"]
-    returns = np.asarray(out["metrics"]["returned_episode_returns"][0]).mean(axis=tuple(range(1, 3)))  # [updates]
+    returns = np.asarray(out["metrics"]["returned_episode_returns"][0])  # [updates]: the script's means per batch
     per_batch = config["NUM_STEPS"] * config["NUM_ENVS"]
     every = max(1, len(returns) // 50)
     curve = [[(i + 1) * per_batch, round(float(r), 3)] for i, r in enumerate(returns) if (i + 1) % every == 0]

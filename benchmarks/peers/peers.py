@@ -190,8 +190,8 @@ def summarize(rows: list[dict[str, Any]], variants: list[str]) -> dict[str, Any]
                   for k in ("fps", "fps_from_launch", "wall_s", "launch_to_trained_s", "compile_s", "peak_rss_mib",
                             "return_train", "return_eval", "probe_s")}
         if v != "peer":
-            out[v]["ratio_fps"] = ratios(rows, v, "fps")
-            out[v]["ratio_fps_from_launch"] = ratios(rows, v, "fps_from_launch")
+            out[v]["ratio_fps"] = [round(x, 3) for x in ratios(rows, v, "fps")]
+            out[v]["ratio_fps_from_launch"] = [round(x, 3) for x in ratios(rows, v, "fps_from_launch")]
             out[v]["median_ratio_fps"] = median(out[v]["ratio_fps"])
             out[v]["median_ratio_fps_from_launch"] = median(out[v]["ratio_fps_from_launch"])
     return out
