@@ -224,7 +224,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     for r in rows:
         pts = [(x, y) for x, y in r.get("curve") or [] if y is not None]
         if pts:
-            ax.plot([x for x, _ in pts], [y for _, y in pts], color=colors[r["variant"]], alpha=0.8,
+            ax.plot([x for x, _ in pts], [y for _, y in pts], ".-", color=colors[r["variant"]], alpha=0.8,
                     label=f"{r['trainer'] if r['variant'] == 'peer' else 'accord ' + r['variant']}")
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
