@@ -272,6 +272,7 @@ def main() -> None:
         return
 
     runs: list[dict[str, Any]] = []
+    began = time.perf_counter()
     for pair in range(args.pairs):
         commands = {"peer": peer_command(bench, python, source, "--frames", str(frames), "--seed", str(pair)),
                     "matched": accord_command("-", ["algorithm=ppo", *matched], frames, pair, bench.eval_episodes),
@@ -286,10 +287,10 @@ def main() -> None:
 
     summary = summarize(runs, ["peer", *variants])
     print_summary(args.benchmark, bench.peer.name, summary, args.pairs)
-    uptime = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else None
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else None  # Linux
     record = {"benchmark": args.benchmark, "peer": bench.peer.name, "frames": frames, "pairs": args.pairs,
-              "core": args.core, "loadavg_end": uptime, "matched_overrides": matched,
-              "recommended": bench.recommended, "medians": summary}
+              "core": args.core, "harness_wall_s": round(time.perf_counter() - began), "loadavg_end": load,
+              "matched_overrides": matched, "recommended": bench.recommended, "medians": summary}
     print("SUMMARY " + json.dumps(record), flush=True)
     if args.out:
         args.out.write_text(json.dumps({**record, "settings": [vars(r) for r in rows], "runs": runs}, indent=1))
