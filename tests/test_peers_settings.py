@@ -32,7 +32,8 @@ JAXMARL = {"LR": 2.5e-4, "NUM_ENVS": 16, "NUM_STEPS": 128, "TOTAL_TIMESTEPS": 1e
            "NUM_MINIBATCHES": 4, "GAMMA": 0.99, "GAE_LAMBDA": 0.95, "CLIP_EPS": 0.2, "ENT_COEF": 0.01,
            "VF_COEF": 0.5, "MAX_GRAD_NORM": 0.5, "ACTIVATION": "tanh", "ENV_NAME": "MPE_simple_spread_v3",
            "ANNEAL_LR": True, "num_agents": 3, "max_steps": 25, "hidden": 64}
-BENCHMARL = {"task_name": "navigation", "num_envs": 15, "frames_per_batch": 6000, "minibatch_size": 400,
+BENCHMARL = {"task_name": "navigation", "frames": 120000, "num_envs": 15, "frames_per_batch": 6000,
+             "minibatch_size": 400,
              "n_minibatch_iters": 45, "num_cells": [256, 256], "activation": "tanh", "share_param_critic": True,
              "use_tanh_normal": True, "lr": 5e-5, "adam_eps": 1e-6, "gamma": 0.99, "lmbda": 0.9,
              "clip_epsilon": 0.2, "entropy_coef": 0.0, "critic_coef": 1.0, "loss_critic_type": "l2",
@@ -74,7 +75,9 @@ def test_benchmarl_matched_gradient_work():
     assert cfg.task.num_envs * p.rollout_len == 6000 and p.epochs * p.minibatches == 675
     assert cfg.task.num_envs // p.minibatches * p.rollout_len == 400  # BenchMARL's minibatch, in frames
     assert cfg.credit.name == "individual" and cfg.task.params["lidar_range"] == 0.35 and p.lr == 5e-5
-    assert (cfg.eval.interval, cfg.eval.episodes, cfg.eval.final_factor) == (120000, 10, 1)
+    # BenchMARL evaluates 10 episodes once in 120k frames; accord at 120k and its best checkpoint, 2 modes each.
+    assert (cfg.eval.interval, cfg.eval.episodes, cfg.eval.final_factor) == (120000, 2, 1)
+    assert matched("navigation", {**BENCHMARL, "frames": 6000})[1].eval.interval == 0  # no peer evaluation
     assert next(r for r in rows if r.name == "Adam eps").differs  # 1e-6 vs accord's 1e-5
     with pytest.raises(ValueError, match="minibatches"):
         settings.benchmarl({**BENCHMARL, "num_envs": 10})  # 15 minibatches cannot split 10 envs
@@ -88,9 +91,11 @@ def test_epymarl_matched_with_gru():
     assert (p.lr, p.entropy_coef, p.max_grad_norm, p.value_norm) == (3e-4, 0.001, 10, False)
     differs = {r.name for r in rows if r.differs}
     assert {"critic", "value targets", "reward standardization"} <= differs
-    assert cfg.eval.interval == 50000
-    short = load_config(None, ["algorithm=ppo", *settings.overrides(settings.epymarl({**EPYMARL, "t_max": 20000}))])
-    assert short.eval.interval == 20000  # under EPyMARL's test interval: one evaluation, at the end
+    # EPyMARL tests 100 episodes at 0, 50k, ..., 200k; accord at 50k, ..., 200k and its best checkpoint,
+    # greedy and sampled: 5 x 100 = 5 x 2 x 50 episodes.
+    assert (cfg.eval.interval, cfg.eval.episodes, cfg.eval.final_factor) == (50000, 50, 1)
+    _, short = matched("lbf", {**EPYMARL, "t_max": 20000})
+    assert (short.eval.interval, short.eval.episodes) == (20000, 25)  # 1 x 100 = 2 x 2 x 25
     table = settings.table(rows, "epymarl")
     assert table.count("DIFFERS") == len(differs) and "EPyMARL" not in table.splitlines()[0]
 

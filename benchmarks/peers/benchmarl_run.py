@@ -55,7 +55,8 @@ def main() -> None:
     algo = {"mappo": MappoConfig, "ippo": IppoConfig, "qmix": QmixConfig}[args.algorithm].get_from_yaml()
     task, model = VmasTask[args.task.upper()].get_from_yaml(), MlpConfig.get_from_yaml()
     if args.settings:
-        settings(task_name=args.task, task=task.config, num_envs=cfg.on_policy_n_envs_per_worker,
+        settings(task_name=args.task, task=task.config, frames=cfg.max_n_frames,
+                 num_envs=cfg.on_policy_n_envs_per_worker,
                  frames_per_batch=cfg.on_policy_collected_frames_per_batch,
                  minibatch_size=cfg.on_policy_minibatch_size, n_minibatch_iters=cfg.on_policy_n_minibatch_iters,
                  num_cells=list(model.num_cells), activation=model.activation_class.__name__.lower(),

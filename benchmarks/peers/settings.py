@@ -61,6 +61,20 @@ def batch_rows(num_envs: int, steps: int, minibatches: int, epochs: int, peer_sa
     ]
 
 
+def evaluation_sets(peer_evaluations: int, peer_episodes: int, interval: int,
+                    frames: int) -> tuple[tuple[str, ...], str]:
+    """accord's evaluation overrides (and their description) playing as many evaluation episodes as
+    the peer within ``frames``: accord evaluates every ``interval`` steps and at the last step, each
+    time greedy *and* sampled, then replays its best checkpoint once (``eval.final_factor: 1``)."""
+    if peer_evaluations == 0:
+        return ("eval.interval=0",), "none"
+    interval = min(interval, frames)
+    accord_evaluations = -(-frames // interval) + 1  # interval points (the last step included), best checkpoint
+    episodes = max(1, round(peer_evaluations * peer_episodes / (2 * accord_evaluations)))
+    return ((f"eval.interval={interval}", f"eval.episodes={episodes}", "eval.final_factor=1"),
+            f"{accord_evaluations} x 2 modes x {episodes} (every {interval} steps, then the best checkpoint)")
+
+
 def jaxmarl(peer: dict[str, Any]) -> list[Setting]:
     """JaxMARL IPPO-FF (baselines/IPPO/config/ippo_ff_mpe.yaml, ippo_ff_mpe.py) -> accord IPPO on spread."""
     n, limit, h, act = peer["num_agents"], peer["max_steps"], peer["hidden"], peer["ACTIVATION"]
@@ -101,6 +115,8 @@ def benchmarl(peer: dict[str, Any]) -> list[Setting]:
         raise ValueError(f"{batch} frames per batch do not split into {n_env} envs and {size}-frame minibatches")
     cells, act, task = peer["num_cells"], peer["activation"], peer["task"]
     eval_every, eval_n = peer["evaluation_interval"], peer["evaluation_episodes"]
+    evaluations = peer["frames"] // eval_every  # BenchMARL evaluates at each multiple of its interval
+    sets, accord_text = evaluation_sets(evaluations, eval_n, eval_every, peer["frames"])
     return [
         row(f"task VMAS {peer['task_name']}", f"its yaml's {len(task)} params", "the same params",
             sets=("task.name=vmas", f"task.params.scenario={peer['task_name']}", "task.params.continuous=true",
@@ -126,10 +142,9 @@ def benchmarl(peer: dict[str, Any]) -> list[Setting]:
         row("value loss", f"{peer['loss_critic_type']}; no value clipping, value or input normalization",
             sets=("ppo.huber_delta=null", "ppo.value_clip=false", "ppo.value_norm=false", "model.input_norm=false")),
         row("grad-norm clip", peer["max_grad_norm"], keys=("ppo.max_grad_norm",)),
-        row("evaluation", f"every {eval_every} frames, {eval_n} episodes, deterministic",
-            f"every {eval_every} frames, {eval_n} episodes, greedy and sampled",
-            sets=(f"eval.interval={eval_every}", f"eval.episodes={eval_n}", "eval.final_factor=1"),
-            differs="accord plays each evaluation twice (greedy and sampled)"),
+        row("evaluation episodes in the budget", f"{evaluations} x {eval_n} (every {eval_every} frames, "
+            "deterministic)", accord_text, sets=sets,
+            differs="" if evaluations == 0 else "the same episode count, spread differently"),
     ]
 
 
@@ -138,8 +153,9 @@ def epymarl(peer: dict[str, Any]) -> list[Setting]:
     n_env, limit, h = int(peer["batch_size_run"]), int(peer["env_args"]["time_limit"]), int(peer["hidden_dim"])
     if not peer["batch_size"] == peer["buffer_size"] == n_env:
         raise ValueError("the matched LBF run assumes EPyMARL trains on the episodes of one parallel collection")
-    # EPyMARL also tests before training; a budget under its interval gets one accord evaluation, at the end.
-    every, episodes = min(peer["test_interval"], peer["t_max"]), peer["test_nepisode"]
+    every, episodes = peer["test_interval"], peer["test_nepisode"]
+    evaluations = peer["t_max"] // every + 1  # EPyMARL tests before training and at each interval
+    sets, accord_text = evaluation_sets(evaluations, episodes, every, peer["t_max"])
     return [
         row("task", f"{peer['env_args']['key']}, time limit {limit}", f"same, time limit {peer['env_limit']}",
             sets=("task.name=gymma", f"task.params.env={peer['env_args']['key']}", "runner.kind=sync"),
@@ -167,11 +183,9 @@ def epymarl(peer: dict[str, Any]) -> list[Setting]:
         row("value loss", "squared error; no value clipping or normalization",
             sets=("ppo.huber_delta=null", "ppo.value_clip=false", "ppo.value_norm=false")),
         row("grad-norm clip (each network)", peer["grad_norm_clip"], keys=("ppo.max_grad_norm",)),
-        row("evaluation", f"every {every} steps, {episodes} episodes, {'greedy' if peer['test_greedy'] else 'sampled'}",
-            f"every {every} steps, {episodes} episodes, greedy and sampled",
-            sets=(f"eval.interval={every}", f"eval.episodes={episodes}", "eval.final_factor=1",
-                  f"eval.num_envs={n_env}"),
-            differs="EPyMARL also tests at step 0; accord plays each evaluation twice (greedy and sampled)"),
+        row("evaluation episodes in the budget", f"{evaluations} x {episodes} (at step 0 and every {every} steps, "
+            f"{'greedy' if peer['test_greedy'] else 'sampled'})", accord_text, sets=(*sets, f"eval.num_envs={n_env}"),
+            differs="the same episode count, spread differently"),
     ]
 
 
