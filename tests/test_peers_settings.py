@@ -75,9 +75,11 @@ def test_benchmarl_matched_gradient_work():
     assert cfg.task.num_envs * p.rollout_len == 6000 and p.epochs * p.minibatches == 675
     assert cfg.task.num_envs // p.minibatches * p.rollout_len == 400  # BenchMARL's minibatch, in frames
     assert cfg.credit.name == "individual" and cfg.task.params["lidar_range"] == 0.35 and p.lr == 5e-5
-    # BenchMARL evaluates 10 episodes once in 120k frames; accord at 120k and its best checkpoint, 2 modes each.
-    assert (cfg.eval.interval, cfg.eval.episodes, cfg.eval.final_factor) == (120000, 2, 1)
-    assert matched("navigation", {**BENCHMARL, "frames": 6000})[1].eval.interval == 0  # no peer evaluation
+    # BenchMARL evaluates 10 episodes after its first batch and at 120k; accord at 120k and its best
+    # checkpoint, greedy and sampled: 2 x 10 = 2 x 2 x 5 episodes.
+    assert (cfg.eval.interval, cfg.eval.episodes, cfg.eval.final_factor) == (120000, 5, 1)
+    _, short = matched("navigation", {**BENCHMARL, "frames": 6000})
+    assert (short.eval.interval, short.eval.episodes) == (6000, 2)  # 1 x 10 ~ 2 x 2 x 2 (rounded)
     assert next(r for r in rows if r.name == "Adam eps").differs  # 1e-6 vs accord's 1e-5
     with pytest.raises(ValueError, match="minibatches"):
         settings.benchmarl({**BENCHMARL, "num_envs": 10})  # 15 minibatches cannot split 10 envs

@@ -115,7 +115,7 @@ def benchmarl(peer: dict[str, Any]) -> list[Setting]:
         raise ValueError(f"{batch} frames per batch do not split into {n_env} envs and {size}-frame minibatches")
     cells, act, task = peer["num_cells"], peer["activation"], peer["task"]
     eval_every, eval_n = peer["evaluation_interval"], peer["evaluation_episodes"]
-    evaluations = peer["frames"] // eval_every  # BenchMARL evaluates at each multiple of its interval
+    evaluations = 1 + peer["frames"] // eval_every  # BenchMARL: after its first batch, then at each multiple
     sets, accord_text = evaluation_sets(evaluations, eval_n, eval_every, peer["frames"])
     return [
         row(f"task VMAS {peer['task_name']}", f"its yaml's {len(task)} params", "the same params",
@@ -142,9 +142,9 @@ def benchmarl(peer: dict[str, Any]) -> list[Setting]:
         row("value loss", f"{peer['loss_critic_type']}; no value clipping, value or input normalization",
             sets=("ppo.huber_delta=null", "ppo.value_clip=false", "ppo.value_norm=false", "model.input_norm=false")),
         row("grad-norm clip", peer["max_grad_norm"], keys=("ppo.max_grad_norm",)),
-        row("evaluation episodes in the budget", f"{evaluations} x {eval_n} (every {eval_every} frames, "
-            "deterministic)", accord_text, sets=sets,
-            differs="" if evaluations == 0 else "the same episode count, spread differently"),
+        row("evaluation episodes in the budget", f"{evaluations} x {eval_n} (after the first batch and every "
+            f"{eval_every} frames, deterministic)", accord_text, sets=sets,
+            differs="the same episode count, spread differently"),
     ]
 
 
