@@ -159,6 +159,12 @@ def probe(core: int, log: Path) -> float:
     return run([sys.executable, str(HERE / "_measure.py")], core, log, peer=False, tag="PROBE")["probe_s"]
 
 
+def loadavg() -> float | None:
+    """The 1-minute load average (Linux): the probe times the core's speed, this the competition for it."""
+    path = Path("/proc/loadavg")
+    return float(path.read_text().split()[0]) if path.exists() else None
+
+
 def peer_command(bench: Benchmark, python: Path, source: Path | None, *args: str) -> list[str]:
     return [str(python), str(HERE / bench.peer.runner), *(["--source", str(source)] if source else []),
             *bench.peer_args, *args]
@@ -278,18 +284,17 @@ def main() -> None:
                     "matched": accord_command("-", ["algorithm=ppo", *matched], frames, pair, bench.eval_episodes),
                     "recommended": accord_command(bench.recommended, [], frames, pair, bench.eval_episodes)}
         for variant in ["peer", *variants]:
-            probe_s = probe(args.core, log)
+            probe_s, load_start = probe(args.core, log), loadavg()
             result = run(commands[variant], args.core, log, peer=variant == "peer")
-            result.update(pair=pair, variant=variant, probe_s=probe_s)
+            result.update(pair=pair, variant=variant, probe_s=probe_s, loadavg_start=load_start, loadavg_end=loadavg())
             runs.append(result)
             shown = {k: v for k, v in result.items() if k not in ("curve", "eval_curve")}
             print(f"  pair {pair} {variant:<11} {json.dumps(shown)}", flush=True)
 
     summary = summarize(runs, ["peer", *variants])
     print_summary(args.benchmark, bench.peer.name, summary, args.pairs)
-    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else None  # Linux
     record = {"benchmark": args.benchmark, "peer": bench.peer.name, "frames": frames, "pairs": args.pairs,
-              "core": args.core, "harness_wall_s": round(time.perf_counter() - began), "loadavg_end": load,
+              "core": args.core, "harness_wall_s": round(time.perf_counter() - began), "loadavg_end": loadavg(),
               "matched_overrides": matched, "recommended": bench.recommended, "medians": summary}
     print("SUMMARY " + json.dumps(record), flush=True)
     if args.out:
