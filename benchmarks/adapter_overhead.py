@@ -23,8 +23,9 @@ import argparse
 import json
 
 import numpy as np
+import throughput
 import torch
-from throughput import _rate, print_table, summarize
+from throughput import CLOCKS, _rate, print_table, summarize
 
 from accord.config import load_config
 from accord.envs.registry import make_env, pettingzoo_env
@@ -78,16 +79,18 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seconds", type=float, default=5.0, help="measuring time per figure per repeat")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="as in throughput.py")
     p.add_argument("overrides", nargs="*", help="config overrides a.b=c")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    throughput.clock = CLOCKS[args.clock]
     runs = measure(args.config, args.overrides, args.seconds, args.repeats)
     med, shares = summarize(runs, ("env", "adapter", "inference", "update"))
     cfg = load_config(args.config, args.overrides)
     row = {"bench": "adapter_overhead", "config": args.config, "env": cfg.task.params.get("env"),
            "num_envs": cfg.task.num_envs, **{f"{k}_steps_per_s": round(v) for k, v in med.items()},
            "train_over_raw": round(med["train"] / med["raw"], 3), "share": shares,
-           "repeats": args.repeats, "threads": args.threads}
+           "repeats": args.repeats, "threads": args.threads, "clock": args.clock}
     print(json.dumps(row), flush=True)
     print_table([{**row, "task": "pettingzoo"}], ("task", "num_envs"),
                 ("raw_steps_per_s", "adapter_steps_per_s", "train_steps_per_s"))
