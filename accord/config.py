@@ -61,7 +61,8 @@ class PPOConfig(Section):
         "auto picks from the architecture.")
     rollout_len: int = Field(25, ge=1, description="Steps collected per env before each update (T).")
     epochs: int = Field(10, ge=1)
-    minibatches: int = Field(1, ge=1, description="Minibatches per epoch, split over envs.")
+    minibatches: int = Field(1, ge=1, description="Minibatches per epoch: shuffled env "
+                             "steps (feed-forward models) or whole env sequences (recurrent).")
     lr: float = Field(7e-4, gt=0, description="Actor learning rate (Adam, eps 1e-5).")
     critic_lr: float = Field(7e-4, gt=0)
     gamma: float = Field(0.99, ge=0, le=1)
