@@ -65,8 +65,9 @@ def print_table(rows: list[dict], first: tuple[str, str], rates: tuple[str, str,
               + " ".join(f"{r['share'][p]:>{len(p)}.2f}" for p in parts))
 
 
-def measure(n_agents: int, num_envs: int, seconds: float) -> dict[str, float]:
-    cfg = load_config("configs/spread_mappo.yaml", [f"task.params.n_agents={n_agents}", f"task.num_envs={num_envs}"])
+def measure(n_agents: int, num_envs: int, seconds: float, overrides: list[str]) -> dict[str, float]:
+    cfg = load_config("configs/spread_mappo.yaml",
+                      [f"task.params.n_agents={n_agents}", f"task.num_envs={num_envs}", *overrides])
     env = make_env(cfg.task)
     algo, runner = build_learner(cfg, env)
     gen = torch.Generator().manual_seed(0)
@@ -93,6 +94,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure per repeat")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
+    p.add_argument("overrides", nargs="*", help="config overrides a.b=c, e.g. train.compile=false")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     global clock
@@ -100,12 +102,13 @@ def main() -> None:
     rows = []
     for n in args.agents:
         for b in args.envs:
-            runs = [measure(n, b, args.seconds) for _ in range(args.repeats)]
+            runs = [measure(n, b, args.seconds, args.overrides) for _ in range(args.repeats)]
             med, shares = summarize(runs, ("env", "inference", "update"))
             row = {"bench": "throughput", "task": "spread", "algorithm": "mappo", "n_agents": n, "num_envs": b,
                    "env_steps_per_s": round(med["env"]), "rollout_steps_per_s": round(med["rollout"]),
                    "train_steps_per_s": round(med["train"]),
-                   "share": shares, "repeats": args.repeats, "threads": args.threads, "clock": args.clock}
+                   "share": shares, "repeats": args.repeats, "threads": args.threads, "clock": args.clock,
+                   "overrides": args.overrides}
             print(json.dumps(row), flush=True)
             rows.append(row)
     print_table(rows, ("n_agents", "num_envs"), ("env_steps_per_s", "rollout_steps_per_s", "train_steps_per_s"))
