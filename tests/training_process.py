@@ -14,9 +14,7 @@ from accord.store import latest_checkpoint, list_runs
 def start_training(root: Path, *args: str) -> subprocess.Popen:
     """`accord train --no-progress` writing into the run store ``root``, with extra args/overrides."""
     cmd = [sys.executable, "-m", "accord.cli", "train", "--no-progress", "--eval-episodes", "0",
-           f"runs_dir={root}", "train.checkpoint_interval_s=0.5",
-           "train.compile=false",  # the "endless" runs here would compile first (train.compile=auto)
-           *args]
+           f"runs_dir={root}", "train.checkpoint_interval_s=0.5", *args]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
