@@ -1,11 +1,12 @@
 """``torch.compile`` for the hot paths, with a clean fallback to eager when it cannot compile.
 
-``train.compile``: ``true`` compiles (a failure is an error), ``false`` never does, ``auto``
-compiles runs long enough to earn the compile time back (``COMPILE_AUTO_MIN_STEPS`` env steps) and
-falls back to eager, with one logged warning, when compiling fails (no C++ compiler, an op
-inductor does not support). Shapes are static (``dynamic=False``): every minibatch has the same
-shape, so one compile serves the whole run. The compile happens on the first call; its time is
-part of the run's wall time.
+``train.compile``: ``false`` (default) never compiles; ``auto`` compiles and falls back to eager,
+with one logged warning, when compiling fails (no C++ compiler, an op inductor does not support);
+``true`` compiles and a failure is an error. Off by default because it does not always pay: on
+this project's CPUs the compiled update was faster for the 64-64 tanh IPPO networks and slower for
+the demo's MAPPO (LayerNorm, agent ids), see docs/benchmarks.md "Speed (issue 11)". Shapes are
+static (``dynamic=False``): every minibatch has the same shape, so one compile serves the whole
+run. The compile happens on the first call; its time is part of the run's wall time.
 """
 
 from __future__ import annotations
@@ -22,13 +23,10 @@ logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-COMPILE_AUTO_MIN_STEPS = 1_000_000  # below this, the compile (10-30 s on one core) costs more than it saves
 
-
-def compiled(fn: F, setting: bool | Literal["auto"], total_env_steps: int, what: str) -> F:
-    """``fn`` compiled on its first call, or ``fn`` itself, as ``train.compile`` (``setting``) asks for
-    a run of ``total_env_steps``."""
-    if setting is False or (setting == "auto" and total_env_steps < COMPILE_AUTO_MIN_STEPS):
+def compiled(fn: F, setting: bool | Literal["auto"], what: str) -> F:
+    """``fn`` compiled on its first call, or ``fn`` itself, as ``train.compile`` (``setting``) asks."""
+    if setting is False:
         return fn
     fast = torch.compile(fn, dynamic=False)
     current: list[Callable[..., Any]] = [fast]

@@ -114,8 +114,7 @@ class PPO:
         self._h_critic: Tensor | None = None  # the critic's recurrent state where the last batch stopped
         self.env_steps = 0
         self.updates = 0
-        self._losses = compiled(self._minibatch_losses, cfg.train.compile, cfg.train.total_env_steps,
-                                "the PPO minibatch loss")
+        self._losses = compiled(self._minibatch_losses, cfg.train.compile, "the PPO minibatch loss")
 
     def denormalize(self, v: Tensor) -> Tensor:
         return v if self.value_norm is None else self.value_norm.denormalize(v)
