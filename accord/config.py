@@ -174,7 +174,7 @@ class TrainConfig(Section):
     keep_checkpoints: int = Field(3, ge=1)
     device: str = "cpu"
     torch_threads: int = Field(1, ge=1, description="torch intra-op threads (1 is fastest for small nets).")
-    compile: bool | Literal["auto"] = Field(False, description="torch.compile the PPO update's minibatch loss: "
+    compile: Literal[False, True, "auto"] = Field(False, description="torch.compile the PPO update's minibatch loss: "
                                             "true, false, or auto (eager, with a warning, when compiling "
                                             "fails). Faster for some networks, slower for others: docs/speed.md.")
     max_nonfinite: int = Field(5, ge=0, description="Updates with a non-finite loss or weights are rolled "
