@@ -102,7 +102,8 @@ class PPOConfig(Section):
         "auto picks from the architecture.")
     rollout_len: int = Field(25, ge=1, description="Steps collected per env before each update (T).")
     epochs: int = Field(10, ge=1)
-    minibatches: int = Field(1, ge=1, description="Minibatches per epoch, split over envs.")
+    minibatches: int = Field(1, ge=1, description="Minibatches per epoch: shuffled env "
+                             "steps (feed-forward models) or whole env sequences (recurrent).")
     lr: float = Field(7e-4, gt=0, description="Actor learning rate (Adam, eps 1e-5).")
     critic_lr: float = Field(7e-4, gt=0)
     gamma: float = Field(0.99, ge=0, le=1)
@@ -225,6 +226,9 @@ class TrainConfig(Section):
     keep_checkpoints: int = Field(3, ge=1)
     device: str = "cpu"
     torch_threads: int = Field(1, ge=1, description="torch intra-op threads (1 is fastest for small nets).")
+    compile: Literal[False, True, "auto"] = Field(False, description="torch.compile the PPO update's minibatch loss: "
+                                            "true, false, or auto (eager, with a warning, when compiling "
+                                            "fails). Faster for some networks, slower for others: docs/speed.md.")
     max_nonfinite: int = Field(5, ge=0, description="Updates with a non-finite loss or weights are rolled "
                                "back (lr halved, counted); fail after this many in a row (0: no check).")
 

@@ -23,7 +23,7 @@ Filled by the learner's critic in one pass over the batch (the runner never runs
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -76,19 +76,3 @@ class Rollout:
             last_obs={m: z(b, n, *s, dtype=OBS_DTYPES[m]) for m, s in spec.obs_shapes.items()},
             last_state=z(b, spec.state_dim), last_starts=z(b, dtype=torch.bool),
         )
-
-    def envs(self, idx: Tensor) -> Rollout:
-        """The sub-batch of envs ``idx`` (minibatches split over envs keep sequences whole)."""
-        out = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            batch_major = f.name.startswith("last_") or f.name.startswith("h_")
-            if isinstance(v, dict):
-                out[f.name] = {k: x[idx] if batch_major else x[:, idx] for k, x in v.items()}
-            elif v is None:
-                out[f.name] = None
-            elif batch_major:
-                out[f.name] = v[idx]
-            else:
-                out[f.name] = v[:, idx]
-        return Rollout(**out)

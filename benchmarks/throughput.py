@@ -9,6 +9,8 @@ advancing one time step, all agents included; JaxMARL calls these frames):
 
 From these, the share of training time spent in the env, in inference and in the update. Each figure
 is the median of ``--repeats`` runs. Prints one JSON line per setting, then a table.
+``--clock cpu`` times this process's CPU time instead of wall time: steadier when other jobs share
+the core (it leaves out time spent waiting for the core, and the compiler's worker processes).
 
     python benchmarks/throughput.py                      # 3 agents at 16, 64, 256, 1024 envs
     python benchmarks/throughput.py --agents 3 8 32 --envs 64
@@ -28,14 +30,17 @@ from accord.envs.registry import make_env
 from accord.evaluate import random_actions
 from accord.loop import build_learner, train_step
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}  # cpu: this process's CPU time
+clock = CLOCKS["wall"]
+
 
 def _rate(fn, steps_per_call: int, seconds: float) -> float:
-    fn()  # warm-up (allocations, first-call overheads)
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    fn()  # warm-up (allocations, first-call overheads, the compile)
+    calls, start = 0, clock()
+    while clock() - start < seconds:
         fn()
         calls += 1
-    return calls * steps_per_call / (time.perf_counter() - start)
+    return calls * steps_per_call / (clock() - start)
 
 
 def summarize(runs: list[dict[str, float]], parts: tuple[str, str, str]) -> tuple[dict[str, float], dict[str, float]]:
@@ -60,8 +65,9 @@ def print_table(rows: list[dict], first: tuple[str, str], rates: tuple[str, str,
               + " ".join(f"{r['share'][p]:>{len(p)}.2f}" for p in parts))
 
 
-def measure(n_agents: int, num_envs: int, seconds: float) -> dict[str, float]:
-    cfg = load_config("configs/spread_mappo.yaml", [f"task.params.n_agents={n_agents}", f"task.num_envs={num_envs}"])
+def measure(n_agents: int, num_envs: int, seconds: float, overrides: list[str]) -> dict[str, float]:
+    cfg = load_config("configs/spread_mappo.yaml",
+                      [f"task.params.n_agents={n_agents}", f"task.num_envs={num_envs}", *overrides])
     env = make_env(cfg.task)
     algo, runner = build_learner(cfg, env)
     gen = torch.Generator().manual_seed(0)
@@ -87,17 +93,22 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure per repeat")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
+    p.add_argument("overrides", nargs="*", help="config overrides a.b=c, e.g. train.compile=false")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    global clock
+    clock = CLOCKS[args.clock]
     rows = []
     for n in args.agents:
         for b in args.envs:
-            runs = [measure(n, b, args.seconds) for _ in range(args.repeats)]
+            runs = [measure(n, b, args.seconds, args.overrides) for _ in range(args.repeats)]
             med, shares = summarize(runs, ("env", "inference", "update"))
             row = {"bench": "throughput", "task": "spread", "algorithm": "mappo", "n_agents": n, "num_envs": b,
                    "env_steps_per_s": round(med["env"]), "rollout_steps_per_s": round(med["rollout"]),
                    "train_steps_per_s": round(med["train"]),
-                   "share": shares, "repeats": args.repeats, "threads": args.threads}
+                   "share": shares, "repeats": args.repeats, "threads": args.threads, "clock": args.clock,
+                   "overrides": args.overrides}
             print(json.dumps(row), flush=True)
             rows.append(row)
     print_table(rows, ("n_agents", "num_envs"), ("env_steps_per_s", "rollout_steps_per_s", "train_steps_per_s"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -64,9 +65,7 @@ def test_one_critic_pass_equals_brute_force_passes_over_agent_actions(critic_kin
 
 
 def _with_actions(batch: Rollout, actions: torch.Tensor) -> Rollout:
-    out = batch.envs(torch.arange(batch.reward.shape[1]))
-    out.actions = actions
-    return out
+    return dataclasses.replace(batch, actions=actions)
 
 
 def test_td_lambda_returns_match_the_recursive_definition():

@@ -11,11 +11,13 @@ Follows Yu et al. 2022, "The Surprising Effectiveness of PPO in Cooperative Mult
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from accord.compile import compiled
 from accord.config import Config
 from accord.credit import CREDIT
 from accord.credit.base import CreditContext, CreditModule, masked_mean, normalize
@@ -48,6 +50,44 @@ def value_loss(v: Tensor, v_old: Tensor, target: Tensor, clip: float | None, hub
     return masked_mean(l_v, mask)
 
 
+LOG_KEYS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac", "actor_grad_norm",
+            "critic_grad_norm")
+
+
+class Minibatch(NamedTuple):
+    """What one gradient step reads. Leading dims ``[M]`` (shuffled env steps, feed-forward models)
+    or ``[T, b]`` (whole sequences of b envs, recurrent models); then ``[N, ...]``."""
+
+    obs: dict[str, Tensor]
+    avail: Tensor
+    actions: Tensor
+    logp: Tensor  # log pi_old
+    values: Tensor  # V_old (normalized scale)
+    state: Tensor
+    mask: Tensor  # float; dead agents leave every loss
+    adv: Tensor
+    targets: Tensor
+    starts: Tensor | None = None
+    h_actor: Tensor | None = None
+    h_critic: Tensor | None = None
+
+
+def minibatches(batch: Rollout, adv: Tensor, targets: Tensor, n: int, recurrent: bool) -> Iterator[Minibatch]:
+    """One epoch's ``n`` shuffled minibatches. Feed-forward models flatten ``[T, B]`` and shuffle env
+    steps (as CleanRL and JaxMARL); recurrent ones split over envs so that sequences stay whole."""
+    fields = (batch.obs, batch.avail, batch.actions, batch.logp, batch.values, batch.state,
+              batch.agent_mask.float(), adv, targets)
+    if not recurrent:
+        flat = [{m: x.flatten(0, 1) for m, x in f.items()} if isinstance(f, dict) else f.flatten(0, 1)
+                for f in fields]  # [T * B, ...] views
+        for idx in torch.randperm(adv.shape[0] * adv.shape[1], device=adv.device).chunk(n):
+            yield Minibatch(*({m: x[idx] for m, x in f.items()} if isinstance(f, dict) else f[idx] for f in flat))
+        return
+    for idx in torch.randperm(adv.shape[1], device=adv.device).chunk(n):
+        yield Minibatch(*({m: x[:, idx] for m, x in f.items()} if isinstance(f, dict) else f[:, idx] for f in fields),
+                        starts=batch.starts[:, idx], h_actor=batch.h_actor[idx], h_critic=batch.h_critic[idx])
+
+
 class PPO:
     """Owns the actor (shared with its :class:`~accord.policy.Policy`), critic, value normalizer and
     optimizers. It never sees the env: the loop collects with ``self.policy`` and calls :meth:`update`."""
@@ -74,6 +114,7 @@ class PPO:
         self._h_critic: Tensor | None = None  # the critic's recurrent state where the last batch stopped
         self.env_steps = 0
         self.updates = 0
+        self._losses = compiled(self._minibatch_losses, cfg.train.compile, "the PPO minibatch loss")
 
     def denormalize(self, v: Tensor) -> Tensor:
         return v if self.value_norm is None else self.value_norm.denormalize(v)
@@ -110,7 +151,6 @@ class PPO:
         p = self.cfg.ppo
         self.env_steps += batch.reward.numel()
         self.evaluate_critic(batch)
-        mask = batch.agent_mask.float()  # [T, B, N]; dead agents leave every loss
 
         # Targets: de-normalized values, bootstrap from the next state (final obs when truncated).
         values = self.denormalize(batch.values)
@@ -128,31 +168,15 @@ class PPO:
         # Advantage normalization over alive agents only.
         adv = normalize(signals.advantages, batch.agent_mask)
 
-        logs: dict[str, list[float]] = {}
-        b = batch.reward.shape[1]
+        # Epochs x minibatches; metrics stay tensors until one host sync after the last step.
+        logs = []
         for _ in range(p.epochs):
-            for idx in torch.randperm(b, device=adv.device).chunk(p.minibatches):
-                mb = batch.envs(idx)
-                m = mask[:, idx]
-                params, _ = self.actor(mb.obs, mb.avail, mb.h_actor, mb.starts)
-                logp = self.actor.log_prob(params, mb.actions)
-                # Eq. 1 (MAPPO): clipped surrogate with an entropy bonus.
-                policy_loss = clipped_surrogate(logp, mb.logp, adv[:, idx], p.clip, m)
-                entropy = masked_mean(self.actor.entropy(params), m)
-                # Eq. 2 (MAPPO): clipped Huber value loss on normalized targets.
-                v, _ = self.critic(mb.obs, mb.state, mb.h_critic, mb.starts)
-                v_loss = value_loss(v, mb.values, targets[:, idx], p.clip if p.value_clip else None,
-                                    p.huber_delta, m)
-                actor_grad, critic_grad = self._step(policy_loss - p.entropy_coef * entropy + p.value_coef * v_loss)
-                with torch.no_grad():
-                    log_ratio = logp - mb.logp
-                    kl = masked_mean(log_ratio.exp() - 1 - log_ratio, m)
-                    clipped = masked_mean(((log_ratio.exp() - 1).abs() > p.clip).float(), m)
-                for k, x in (("policy_loss", policy_loss), ("value_loss", v_loss), ("entropy", entropy),
-                             ("approx_kl", kl), ("clip_frac", clipped), ("actor_grad_norm", actor_grad),
-                             ("critic_grad_norm", critic_grad)):
-                    logs.setdefault(k, []).append(float(x.detach()))
-        out = {k: sum(v) / len(v) for k, v in logs.items()}
+            for mb in minibatches(batch, adv, targets, p.minibatches, self.cfg.model.recurrent):
+                policy_loss, v_loss, entropy, kl, clipped = self._losses(mb)
+                grads = self._step(policy_loss - p.entropy_coef * entropy + p.value_coef * v_loss)
+                logs.append(torch.stack([policy_loss.detach(), v_loss.detach(), entropy.detach(), kl, clipped,
+                                         *grads]))
+        out = dict(zip(LOG_KEYS, torch.stack(logs).mean(0).tolist(), strict=True))
         # The credit module trains what it owns (Q critic, intrinsic reward, potential) and reports.
         out.update(self.credit.update(batch, ctx))
         out.update(self.credit.stats())
@@ -160,6 +184,24 @@ class PPO:
         out["explained_variance"] = float(1 - (returns - values)[batch.agent_mask].var() / var_ret.clamp_min(1e-8))
         self.updates += 1
         return out
+
+    def _minibatch_losses(self, mb: Minibatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Policy loss, value loss, entropy, approximate KL and clip fraction of one minibatch: the part
+        of the update that ``train.compile`` compiles (actor and critic in one graph)."""
+        p = self.cfg.ppo
+        params, _ = self.actor(mb.obs, mb.avail, mb.h_actor, mb.starts)
+        logp = self.actor.log_prob(params, mb.actions)
+        # Eq. 1 (MAPPO): clipped surrogate with an entropy bonus.
+        policy_loss = clipped_surrogate(logp, mb.logp, mb.adv, p.clip, mb.mask)
+        entropy = masked_mean(self.actor.entropy(params), mb.mask)
+        # Eq. 2 (MAPPO): clipped Huber value loss on normalized targets.
+        v, _ = self.critic(mb.obs, mb.state, mb.h_critic, mb.starts)
+        v_loss = value_loss(v, mb.values, mb.targets, p.clip if p.value_clip else None, p.huber_delta, mb.mask)
+        with torch.no_grad():
+            log_ratio = logp - mb.logp
+            kl = masked_mean(log_ratio.exp() - 1 - log_ratio, mb.mask)
+            clipped = masked_mean(((log_ratio.exp() - 1).abs() > p.clip).float(), mb.mask)
+        return policy_loss, v_loss, entropy, kl, clipped
 
     def _step(self, loss: Tensor) -> tuple[Tensor, Tensor]:
         """One backward through actor and critic (they share no parameters), then each clipped and stepped."""

@@ -115,7 +115,7 @@ class Spread:
     def step(self, actions: Tensor) -> Step:
         force = ACCEL * self._force(actions)  # [B, N, 2]
         delta = self.pos[:, :, None] - self.pos[:, None]  # [B, N, N, 2], p_i - p_j
-        dist = delta.norm(dim=-1).clamp_min(1e-6)  # [B, N, N]
+        dist = torch.linalg.vector_norm(delta, dim=-1).clamp_min(1e-6)  # [B, N, N]
         # MPE soft contact: penetration smoothed by a softplus, pushing agents apart.
         pen = torch.nn.functional.softplus(-(dist - 2 * AGENT_SIZE) / CONTACT_MARGIN) * CONTACT_MARGIN
         push = (CONTACT_FORCE * pen * self._not_self / dist)[..., None] * delta  # [B, N, N, 2]
@@ -125,7 +125,7 @@ class Spread:
 
         colliding = (dist < 2 * AGENT_SIZE) & self._not_self  # [B, N, N]
         hits = colliding.sum(-1).float()  # [B, N]
-        to_marks = (self.pos[:, :, None] - self.landmarks[:, None]).norm(dim=-1)  # [B, N(agent), N(mark)]
+        to_marks = torch.linalg.vector_norm(self.pos[:, :, None] - self.landmarks[:, None], dim=-1)  # [B, N, N(mark)]
         reward = -to_marks.min(1).values.sum(-1) - hits.sum(-1)  # [B]
         agent_reward = -to_marks.min(2).values - hits  # [B, N]
 

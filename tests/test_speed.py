@@ -1,0 +1,121 @@
+"""The fast update path (docs/speed.md): shuffled env-step minibatches equal the sequence layout's
+maths, compiled and eager updates agree, and a failing compile falls back to eager cleanly."""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import pytest
+import torch
+from batches import random_batch
+
+from accord.algos.ppo import PPO, Minibatch, minibatches
+from accord.compile import compiled
+from accord.config import load_config
+from accord.envs.registry import make_env
+from accord.errors import ConfigError
+
+TINY = ["architecture=decentralized", "task.params.n_agents=2", "task.num_envs=4", "ppo.rollout_len=8",
+        "model.hidden=16", "model.activation=tanh", "ppo.epochs=1", "ppo.value_norm=false"]
+
+
+def _learner(overrides: list[str]) -> tuple[PPO, object]:
+    cfg = load_config(None, TINY + overrides)
+    spec = make_env(cfg.task).spec
+    torch.manual_seed(0)
+    return PPO(cfg, spec, torch.device("cpu")), random_batch(spec, 8, 4, seed=1, dead=0.2)
+
+
+def _grads(learner: PPO, mb: Minibatch) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    for p in [*learner.actor.parameters(), *learner.critic.parameters()]:
+        p.grad = None
+    policy_loss, v_loss, entropy, _, _ = learner._minibatch_losses(mb)
+    loss = policy_loss - 0.01 * entropy + 0.5 * v_loss
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in [*learner.actor.parameters(), *learner.critic.parameters()]]
+
+
+def test_shuffled_env_steps_give_the_loss_and_gradient_of_the_sequence_layout():
+    learner, batch = _learner(["train.compile=false"])
+    learner.evaluate_critic(batch)
+    g = torch.Generator().manual_seed(3)
+    adv, targets = torch.randn(8, 4, 2, generator=g), torch.randn(8, 4, 2, generator=g)
+    # The old maths: one pass over the [T, B, N] layout (what env-split minibatches computed).
+    whole = Minibatch(batch.obs, batch.avail, batch.actions, batch.logp, batch.values, batch.state,
+                      batch.agent_mask.float(), adv, targets)
+    flat = next(minibatches(batch, adv, targets, 1, recurrent=False))  # [T * B] shuffled
+    assert flat.adv.shape == (32, 2)
+    loss_ref, grads_ref = _grads(learner, whole)
+    loss, grads = _grads(learner, flat)
+    torch.testing.assert_close(loss, loss_ref, rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_minibatches_partition_the_env_steps_once_per_epoch():
+    _, batch = _learner(["train.compile=false"])
+    ids = torch.arange(8 * 4 * 2, dtype=torch.float32).view(8, 4, 2)
+    for recurrent in (False, True):
+        if recurrent:
+            batch.h_actor = batch.h_critic = torch.zeros(4, 2, 16)
+        parts = list(minibatches(batch, ids, ids, 4, recurrent))
+        assert len(parts) == 4
+        seen = torch.cat([mb.adv.reshape(-1) for mb in parts]).sort().values
+        torch.testing.assert_close(seen, ids.reshape(-1))
+        assert all(torch.equal(mb.adv, mb.targets) for mb in parts)  # fields stay aligned
+
+
+@pytest.mark.slow  # compiles the loss (tens of seconds on one core); not a learning test
+def test_compiled_update_gives_the_eager_parameters():
+    eager, batch = _learner(["train.compile=false", "ppo.minibatches=2"])
+    fast, _ = _learner(["train.compile=true", "ppo.minibatches=2"])
+    fast.actor.load_state_dict(eager.actor.state_dict())
+    fast.critic.load_state_dict(eager.critic.state_dict())
+    torch.manual_seed(5)
+    eager.update(copy.deepcopy(batch))
+    torch.manual_seed(5)  # the same minibatch order
+    fast.update(copy.deepcopy(batch))
+    for name, m in (("actor", "actor"), ("critic", "critic")):
+        for (key, a), b in zip(getattr(eager, m).state_dict().items(), getattr(fast, m).state_dict().values(),
+                               strict=True):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=f"{name}.{key}")
+    assert any(not torch.equal(a, b) for a, b in zip(eager.actor.state_dict().values(),
+                                                   _learner(["train.compile=false"])[0].actor.state_dict().values(),
+                                                   strict=True))  # the update did move the weights
+
+
+def _double(x: torch.Tensor) -> torch.Tensor:
+    return x * 2
+
+
+@pytest.fixture
+def broken_compiler(monkeypatch):
+    """torch.compile as it behaves without a working C++ toolchain: the first call raises."""
+    def compile(fn, **kwargs):
+        def call(*args):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+        return call
+    monkeypatch.setattr(torch, "compile", compile)
+
+
+def test_auto_falls_back_to_eager_with_one_warning(caplog, broken_compiler):
+    fn = compiled(_double, "auto", "a test function")
+    with caplog.at_level(logging.WARNING, logger="accord.compile"):
+        torch.testing.assert_close(fn(torch.ones(3)), torch.full((3,), 2.0))
+        torch.testing.assert_close(fn(torch.ones(3)), torch.full((3,), 2.0))
+    warnings = [r for r in caplog.records if "running eager" in r.getMessage()]
+    assert len(warnings) == 1 and "a test function" in warnings[0].getMessage()
+
+
+def test_compile_true_fails_with_one_clear_error(broken_compiler):
+    fn = compiled(_double, True, "a test function")
+    with pytest.raises(ConfigError, match=r"train.compile=true: torch.compile failed on a test function"):
+        fn(torch.ones(3))
+
+
+def test_false_stays_eager_and_the_key_is_validated():
+    assert compiled(_double, False, "x") is _double
+    assert load_config(None).train.compile is False
+    with pytest.raises(ConfigError, match="train.compile"):
+        load_config(None, ["train.compile=sometimes"])
