@@ -32,7 +32,7 @@ JAXMARL = {"LR": 2.5e-4, "NUM_ENVS": 16, "NUM_STEPS": 128, "TOTAL_TIMESTEPS": 1e
            "NUM_MINIBATCHES": 4, "GAMMA": 0.99, "GAE_LAMBDA": 0.95, "CLIP_EPS": 0.2, "ENT_COEF": 0.01,
            "VF_COEF": 0.5, "MAX_GRAD_NORM": 0.5, "ACTIVATION": "tanh", "ENV_NAME": "MPE_simple_spread_v3",
            "ANNEAL_LR": True, "num_agents": 3, "max_steps": 25, "hidden": 64}
-BENCHMARL = {"task_name": "navigation", "frames": 120000, "num_envs": 15, "frames_per_batch": 6000,
+BENCHMARL = {"task_name": "navigation", "frames": 120000, "num_envs": 10, "frames_per_batch": 6000,
              "minibatch_size": 400,
              "n_minibatch_iters": 45, "num_cells": [256, 256], "activation": "tanh", "share_param_critic": True,
              "use_tanh_normal": True, "lr": 5e-5, "adam_eps": 1e-6, "gamma": 0.99, "lmbda": 0.9,
@@ -59,7 +59,7 @@ def test_jaxmarl_matched_work():
     p = cfg.ppo
     assert (cfg.task.name, cfg.task.num_envs, p.rollout_len, p.epochs, p.minibatches) == ("spread", 16, 128, 4, 4)
     # JaxMARL's minibatch: NUM_ACTORS * NUM_STEPS / NUM_MINIBATCHES agent samples; accord's: whole envs.
-    assert cfg.task.num_envs // p.minibatches * p.rollout_len * 3 == 16 * 3 * 128 // 4
+    assert cfg.task.num_envs * p.rollout_len // p.minibatches == 16 * 128 // 4
     assert not cfg.centralized_critic and (cfg.model.hidden, cfg.model.layers, cfg.model.activation) == (64, 2, "tanh")
     assert (p.lr, p.critic_lr, p.value_coef, p.max_grad_norm, p.huber_delta, p.value_norm) == (
         2.5e-4, 2.5e-4, 0.5, 0.5, None, False)
@@ -73,7 +73,7 @@ def test_benchmarl_matched_gradient_work():
     rows, cfg = matched("navigation", BENCHMARL)
     p = cfg.ppo
     assert cfg.task.num_envs * p.rollout_len == 6000 and p.epochs * p.minibatches == 675
-    assert cfg.task.num_envs // p.minibatches * p.rollout_len == 400  # BenchMARL's minibatch, in frames
+    assert cfg.task.num_envs * p.rollout_len // p.minibatches == 400  # BenchMARL's minibatch, in frames
     assert cfg.credit.name == "individual" and cfg.task.params["lidar_range"] == 0.35 and p.lr == 5e-5
     # BenchMARL evaluates 10 episodes after its first batch and at 120k; accord at 120k and its best
     # checkpoint, greedy and sampled: 2 x 10 = 2 x 2 x 5 episodes.
@@ -82,7 +82,7 @@ def test_benchmarl_matched_gradient_work():
     assert (short.eval.interval, short.eval.episodes) == (6000, 2)  # 1 x 10 ~ 2 x 2 x 2 (rounded)
     assert next(r for r in rows if r.name == "Adam eps").differs  # 1e-6 vs accord's 1e-5
     with pytest.raises(ValueError, match="minibatches"):
-        settings.benchmarl({**BENCHMARL, "num_envs": 10})  # 15 minibatches cannot split 10 envs
+        settings.batch_rows(10, 25, 3, 1, "shuffled frames")  # 250 env steps cannot make 3 equal minibatches
 
 
 def test_epymarl_matched_with_gru():

@@ -69,9 +69,7 @@ EPYMARL = Peer("epymarl", ((*CONSTRAINTS, "torch==2.13.0"),
                "epymarl_run.py", ("uoe-agents/epymarl", "cbc38c0", ""))
 BENCHMARKS = {
     "jaxmarl": Benchmark(JAXMARL, "configs/spread_ippo.yaml", 2_000_000),
-    # 15 envs x 400 steps: BenchMARL's 6,000-frame batch, so that accord's 15 minibatches (split over
-    # envs) hold BenchMARL's 400 frames each; BenchMARL's own default is 10 envs.
-    "navigation": Benchmark(BENCHMARL, "configs/vmas_navigation_mappo.yaml", 120_000, ("--num-envs", "15")),
+    "navigation": Benchmark(BENCHMARL, "configs/vmas_navigation_mappo.yaml", 120_000),
     "lbf": Benchmark(EPYMARL, "configs/lbf_8x8_mappo.yaml", 200_000, eval_episodes=100),
 }
 # The one line EPyMARL's source changes in the scratch copy: smaclite is not published.

@@ -42,11 +42,11 @@ def overrides(rows: list[Setting]) -> list[str]:
 
 
 def batch_rows(num_envs: int, steps: int, minibatches: int, epochs: int, peer_sampling: str) -> list[Setting]:
-    """Batch shape, epochs and minibatch count and size. accord splits minibatches over envs (whole
-    T-step sequences), so the size matches only when the envs divide evenly."""
-    if num_envs % minibatches:
-        raise ValueError(f"accord splits minibatches over envs: {num_envs} envs cannot make {minibatches} "
-                         "equal minibatches; pick an env count divisible by it")
+    """Batch shape, epochs and minibatch count and size. accord's feed-forward models train on
+    minibatches of shuffled env steps (all agents of a step together, docs/speed.md), so the size
+    matches when the env steps divide evenly."""
+    if (num_envs * steps) % minibatches:
+        raise ValueError(f"{num_envs} envs x {steps} steps cannot make {minibatches} equal minibatches")
     whole = peer_sampling == "whole batch"
     return [
         row("envs", num_envs, keys=("task.num_envs",)),
@@ -55,9 +55,8 @@ def batch_rows(num_envs: int, steps: int, minibatches: int, epochs: int, peer_sa
         row("minibatches per epoch", minibatches, keys=("ppo.minibatches",)),
         row("Adam steps per batch", epochs * minibatches),
         row("minibatch size (frames)", num_envs * steps // minibatches),
-        row("minibatch sampling", peer_sampling, "whole batch" if whole else
-            f"{num_envs // minibatches} whole env(s) x {steps} steps",
-            differs="" if whole else "accord splits over envs, not over shuffled frames"),
+        row("minibatch sampling", peer_sampling, "whole batch" if whole else "shuffled env steps",
+            differs="" if whole else "accord keeps the agents of one env step in the same minibatch"),
     ]
 
 
@@ -89,6 +88,8 @@ def jaxmarl(peer: dict[str, Any]) -> list[Setting]:
         row("critic input", "own observation (IPPO)", sets=("architecture=decentralized",)),
         row("networks (actor, critic)", f"separate, {h}-{h} {act}",
             sets=(f"model.hidden={h}", "model.layers=2", f"model.activation={act}")),
+        row("update compiled", "jax.jit (compile time counted apart)", "torch.compile (train.compile=auto)",
+            sets=("train.compile=auto",)),
         row("agent id in input", False, keys=("model.agent_id",)),
         row("input LayerNorm", False, keys=("model.input_norm",)),
         row("lr (Adam eps 1e-5)", peer["LR"], keys=("ppo.lr", "ppo.critic_lr")),
