@@ -28,6 +28,11 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+class StreamRate(Section):
+    every: int = Field(1, ge=1, description="Steps between arrivals.")
+    jitter: int = Field(0, ge=0, description="Each arrival is up to this many steps later (uniform).")
+
+
 class TaskConfig(Section):
     name: str = Field("spread", description="Task from `accord tasks`, 'pettingzoo' for any ParallelEnv, or "
                       "'package.module:Name' for your own: a ParallelEnv class or factory, a module with "
@@ -39,6 +44,12 @@ class TaskConfig(Section):
                                    "episode_limit: steps before truncation (default: the env's max_cycles).")
     num_envs: int = Field(64, ge=1, description="Envs stepped together (B).")
     guard: bool = Field(True, description="Validate every env output (shapes, dtypes, NaN).")
+    streams: dict[str, StreamRate] = Field(default_factory=dict, description="Modality -> {every, jitter}: "
+                                           "the modality arrives every `every` steps, each arrival up to "
+                                           "`jitter` steps late; unlisted ones every step (docs/multimodal.md).")
+    align: Literal["age_mask", "hold"] = Field("age_mask", description="With streams: hold the last value "
+                                               "and tell the policy its age and availability (age_mask), or "
+                                               "only hold it (hold, the naive baseline).")
 
 
 class ModelConfig(Section):
@@ -53,6 +64,10 @@ class ModelConfig(Section):
                                      "'package.module:Class' replacing its built-in encoder: an nn.Module "
                                      "built as Class(shape) (the per-agent shape of that modality) with an "
                                      "int attribute out_dim, mapping [..., *shape] to [..., out_dim].")
+    fusion: Literal["concat", "attention"] = Field("concat", description="How modality features meet: "
+                                                   "concatenated, or pooled by learned attention weights.")
+    drop_modalities: list[str] = Field(default_factory=list, description="Modalities whose input is zeroed "
+                                       "(an ablation: same network, no information), e.g. [text].")
 
 
 class PPOConfig(Section):

@@ -84,6 +84,9 @@ TASKS: Registry[TaskEntry] = Registry("task", {
                            "team reward only, one agent can free-ride (lazy under shared credit); optimum 43.5"),
     "freerider_farm": TaskEntry("accord.envs.tasks.freerider:FarmableFreeRider",
                                 "freerider with a farmable shaped activity bonus: reward hacking case"),
+    "multimodal": TaskEntry("accord.envs.tasks.multimodal:Multimodal",
+                            "instructed navigation: goal only in text, landmarks only in an image, own "
+                            "position only in a sensor vector; optimum about -0.63, random about -8.1"),
     "faulty": TaskEntry("accord.envs.tasks.faulty:Faulty",
                         "a built-in task that raises, hangs or returns NaN on purpose: params {task: spread, "
                         "raise_prob: 0.02, hang_prob: 0.005, hang_s: 2, nan_prob: 0, ...}, all 0 by default "
@@ -211,6 +214,10 @@ def make_env(task: TaskConfig, runner_kind: str = "sync", workers: int | None = 
     else:
         env = ResilientVecEnv(build, step_timeout_s=runner.step_timeout_s, retries=runner.retries,
                               backoff_s=runner.backoff_s, max_restarts=runner.max_restarts)
+    if task.streams:
+        from accord.envs.streams import StreamVecEnv
+
+        env = StreamVecEnv(env, {m: (r.every, r.jitter) for m, r in task.streams.items()}, task.align)
     if task.guard:
         from accord.envs.guard import GuardedVecEnv
 
