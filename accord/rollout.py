@@ -92,3 +92,9 @@ class Rollout:
             else:
                 out[f.name] = v[:, idx]
         return Rollout(**out)
+
+    def nbytes(self) -> int:
+        """Bytes held by the batch's tensors (images count one byte per pixel: they stay uint8)."""
+        tensors = [getattr(self, f.name) for f in fields(self)]
+        flat = [x for v in tensors for x in (v.values() if isinstance(v, dict) else [v]) if x is not None]
+        return sum(x.nbytes for x in flat)

@@ -87,14 +87,14 @@ class Hum:
 
     def __init__(self, num_envs: int, device: str | torch.device = "cpu") -> None:
         self.num_envs, self.device = num_envs, torch.device(device)
-        self.spec = EnvSpec(n_agents=2, obs_shapes={"audio": (8,)}, state_dim=0, action_kind="discrete",
+        self.spec = EnvSpec(n_agents=2, obs_shapes={"audio": (8,)}, state_dim=2, action_kind="discrete",
                             n_actions=2, episode_limit=5)
 
     def reset(self, seed: int | None = None) -> Step:
         b = self.num_envs
         zeros = torch.zeros(b)
         false = torch.zeros(b, dtype=torch.bool)
-        return Step({"audio": torch.zeros(b, 2, 8)}, torch.zeros(b, 0), zeros, torch.zeros(b, 2), false, false,
+        return Step({"audio": torch.zeros(b, 2, 8)}, torch.zeros(b, 2), zeros, torch.zeros(b, 2), false, false,
                     torch.ones(b, 2, dtype=torch.bool), torch.ones(b, 2, 2, dtype=torch.bool))
 
     def step(self, actions: torch.Tensor) -> Step:

@@ -88,7 +88,7 @@ def test_text_encoder_reads_word_order_and_attention_fusion_weighs_modalities():
     out = fused(obs)
     assert fused.out_dim == FUSION_DIM and out.shape == (4, 2, FUSION_DIM)
     out.sum().backward()
-    assert all(p.grad is not None for p in fused.parameters() if p.requires_grad and p is not fused.encoders["text"].embed.weight)
+    assert all(p.grad is not None for p in fused.fusion.parameters())
 
 
 @pytest.mark.parametrize("overrides", [
@@ -109,11 +109,12 @@ def test_rollouts_keep_images_uint8_and_memory_is_reported():
     spec = Multimodal(1).spec
     ro = Rollout.allocate(spec, 20, 64, torch.device("cpu"))
     assert ro.obs["image"].dtype == torch.uint8 and ro.final_obs["image"].dtype == torch.uint8
+    image_bytes = (2 * 20 + 1) * 64 * 2 * 3 * 5 * 5  # obs, final_obs and last_obs: one byte per pixel
+    as_float = ro.nbytes() + 3 * image_bytes  # what float32 copies of the images would add
+    assert ro.nbytes() >= image_bytes and ro.nbytes() < as_float
     cfg = load_config(None, ["task.name=multimodal", "task.num_envs=64", "ppo.rollout_len=20"])
-    rows = estimate(cfg, spec)
-    image_bytes = 2 * 20 * 64 * 2 * 3 * 5 * 5  # obs + final_obs, one byte per pixel
-    assert rows["rollout"][1] >= image_bytes
-    assert rows["rollout"][1] < image_bytes * 4  # a float copy of the images alone would be 4x
+    predicted = estimate(cfg, spec)["rollout"][1]  # the pre-allocation estimate counts images as uint8 too
+    assert ro.nbytes() <= predicted
 
 
 # -- streams at different rates -----------------------------------------------------------------------
@@ -133,7 +134,7 @@ def test_streams_hold_values_and_tell_their_age_and_availability():
     assert vec.shape[-1] == 2 + 4  # own position, then age(image, text), then available(image, text)
     age_image, avail_image = vec[..., 2] * 20, vec[..., 4]
     fresh = (age_image == 0) & (avail_image == 1)
-    gaps = [np.diff(np.flatnonzero(fresh[:, b, 0].numpy())) for b in range(4)]
+    gaps = [np.diff(np.flatnonzero(fresh[1:, b, 0].numpy())) for b in range(4)]  # after reset's arrival
     assert all(set(g.tolist()) == {4} for g in gaps)  # the camera arrives every 4 steps, in every env
     images = torch.stack([s.obs["image"] for s in steps])
     for t in range(1, len(steps)):  # between arrivals the image is held; new episodes start empty
@@ -143,9 +144,9 @@ def test_streams_hold_values_and_tell_their_age_and_availability():
         gone = ~fresh[t, :, 0] & start
         assert (images[t][gone] == 0).all() and (avail_image[t][gone] == 0).all()
         assert (vec[t][gone][..., 2] == 1).all()  # age reads 1 while missing
-    assert gone.any() or any((~fresh[t, :, 0] & steps[t].done).any() for t in range(len(steps)))
+    assert any((~fresh[t, :, 0] & steps[t].done).any() for t in range(1, len(steps)))  # the case above ran
     text_fresh = (vec[..., 3] == 0) & (vec[..., 5] == 1)
-    gaps = np.concatenate([np.diff(np.flatnonzero(text_fresh[:, b, 0].numpy())) for b in range(4)])
+    gaps = np.concatenate([np.diff(np.flatnonzero(text_fresh[1:, b, 0].numpy())) for b in range(4)])
     assert gaps.min() >= 1 and gaps.max() <= 4 and len(set(gaps.tolist())) > 1  # irregular text
 
 

@@ -120,6 +120,9 @@ class ObsEncoder(nn.Module):
                 self.encoders[m] = ImageEncoder(shape)
                 dims.append(IMAGE_FEATURES)
             elif m == "text":
+                if spec.vocab_size < 2:
+                    raise ConfigError(f"text observations need a vocabulary (EnvSpec.vocab_size >= 2, id 0 is "
+                                      f"padding), got vocab_size={spec.vocab_size}")
                 self.encoders[m] = TextEncoder(spec.vocab_size, shape[0])
                 dims.append(TEXT_EMBED)
             else:
