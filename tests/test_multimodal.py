@@ -218,3 +218,15 @@ def test_bad_multimodal_input_is_one_error_line_and_exit_2(tmp_path, examples, o
     lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(("WARNING", "warning"))]
     assert code == 2, err
     assert "Traceback" not in err and lines[-1].startswith("error:") and message in lines[-1], err
+
+
+def test_the_guard_refuses_token_ids_outside_the_vocabulary():
+    from dataclasses import replace
+
+    from accord.envs.guard import GuardedVecEnv
+    from accord.errors import EnvError
+
+    env = Multimodal(2)
+    env.spec = replace(env.spec, vocab_size=5)  # the colour words (ids 7-9) fall outside
+    with pytest.raises(EnvError, match=r"obs\['text'\] holds token ids from .* outside the vocabulary \[0, 5\)"):
+        GuardedVecEnv(env).reset(seed=0)
