@@ -34,7 +34,8 @@ def main() -> None:
         diff, d_low, d_high = iqm_difference_ci(ref, s.per_seed)
         print(json.dumps({"arm": arm, "mode": s.mode, "seeds": [round(float(x), 3) for x in s.per_seed],
                           "iqm": round(point, 3), "ci95": [round(low, 3), round(high, 3)],
-                          "minus_reference": round(diff, 3), "minus_reference_ci95": [round(d_low, 3), round(d_high, 3)],
+                          "minus_reference": round(diff, 3),
+                          "minus_reference_ci95": [round(d_low, 3), round(d_high, 3)],
                           "success": None if s.success is None else [round(float(x), 3) for x in s.success]}))
 
 
