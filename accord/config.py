@@ -63,6 +63,9 @@ class CostBudgetConfig(Section):
 
 class CostConfig(Section):
     budget: CostBudgetConfig = Field(default_factory=CostBudgetConfig)
+class StreamRate(Section):
+    every: int = Field(1, ge=1, description="Steps between arrivals.")
+    jitter: int = Field(0, ge=0, description="Each arrival is up to this many steps later (uniform).")
 
 
 class TaskConfig(Section):
@@ -80,6 +83,12 @@ class TaskConfig(Section):
                              "(docs/communication.md); part of the task, so every consumer builds the same env.")
     cost: CostConfig = Field(default_factory=CostConfig, description="Budgets on tool calls and their cost "
                              "per agent per episode (docs/cost.md); message budgets are under comm.")
+    streams: dict[str, StreamRate] = Field(default_factory=dict, description="Modality -> {every, jitter}: "
+                                           "the modality arrives every `every` steps, each arrival up to "
+                                           "`jitter` steps late; unlisted ones every step (docs/multimodal.md).")
+    align: Literal["age_mask", "hold"] = Field("age_mask", description="With streams: hold the last value "
+                                               "and tell the policy its age and availability (age_mask), or "
+                                               "only hold it (hold, the naive baseline).")
 
 
 class ModelConfig(Section):
@@ -94,6 +103,10 @@ class ModelConfig(Section):
                                      "'package.module:Class' replacing its built-in encoder: an nn.Module "
                                      "built as Class(shape) (the per-agent shape of that modality) with an "
                                      "int attribute out_dim, mapping [..., *shape] to [..., out_dim].")
+    fusion: Literal["concat", "attention"] = Field("concat", description="How modality features meet: "
+                                                   "concatenated, or pooled by learned attention weights.")
+    drop_modalities: list[str] = Field(default_factory=list, description="Modalities whose input is zeroed "
+                                       "(an ablation: same network, no information), e.g. [text].")
 
 
 class PPOConfig(Section):

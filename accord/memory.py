@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from accord.envs.base import OBS_DTYPES
 from accord.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -68,7 +69,9 @@ def estimate(cfg: Config, spec: EnvSpec | None = None) -> dict[str, tuple[str, i
     actor = _mlp(inputs, m.hidden, m.layers, actions, m.recurrent) * copies
     critic = _mlp((state or feats) + n, m.hidden, m.layers, 1, m.recurrent) * copies
     nets = (actor + critic) * _FLOAT * _ADAM
-    per_step = n * (2 * feats * _FLOAT + actions + 6 * _FLOAT + 8) + 2 * state * _FLOAT + 8
+    obs_bytes = feats * _FLOAT if spec is None else sum(  # one observation, by dtype (images uint8)
+        math.prod(s) * OBS_DTYPES.get(k, torch.float32).itemsize for k, s in spec.obs_shapes.items())
+    per_step = n * (2 * obs_bytes + actions + 6 * _FLOAT + 8) + 2 * state * _FLOAT + 8
     rollout = t * b * per_step
     minibatch = max(1, cfg.ppo.minibatches) if cfg.algorithm != "q" else 1
     activations = t * b * n * m.hidden * m.layers * _FLOAT * 4 // minibatch

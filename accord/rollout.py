@@ -23,7 +23,7 @@ Filled by the learner's critic in one pass over the batch (the runner never runs
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
@@ -76,3 +76,9 @@ class Rollout:
             last_obs={m: z(b, n, *s, dtype=OBS_DTYPES[m]) for m, s in spec.obs_shapes.items()},
             last_state=z(b, spec.state_dim), last_starts=z(b, dtype=torch.bool),
         )
+
+    def nbytes(self) -> int:
+        """Bytes held by the batch's tensors (images count one byte per pixel: they stay uint8)."""
+        tensors = [getattr(self, f.name) for f in fields(self)]
+        flat = [x for v in tensors for x in (v.values() if isinstance(v, dict) else [v]) if x is not None]
+        return sum(x.nbytes for x in flat)

@@ -132,7 +132,7 @@ def test_user_encoders_replace_a_modality_encoder(plugins):
     cfg = load_config(None, [f"model.encoders.vector={plugins}:Halve"])
     spec = EnvSpec(n_agents=2, obs_shapes={"vector": (6,)}, state_dim=0, action_kind="discrete", n_actions=3,
                    episode_limit=5)
-    enc = ObsEncoder(spec, cfg.model.encoders)
+    enc = ObsEncoder(spec, cfg.model)
     assert enc.out_dim == 3 and enc({"vector": torch.arange(6.0).expand(2, 6)}).tolist()[0] == [0.0, 1.0, 2.0]
     assert "model.encoders.vector: encoder 'myplugins:NOT_A_CLASS' is int 3; expected an nn.Module" in _problem(
         f"model.encoders.vector={plugins}:NOT_A_CLASS")

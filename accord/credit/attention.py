@@ -23,12 +23,11 @@ agent, since the critic may see what the actors cannot. Kept: the attention-logi
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 
-from accord.config import Config
+from accord.config import Config, ModelConfig
 from accord.credit.counterfactual import Counterfactual, CriticOut
 from accord.envs.base import EnvSpec
 from accord.errors import ConfigError
@@ -41,11 +40,11 @@ LOGIT_PENALTY = 1e-3  # MAAC's attention-logit regularizer
 class AttentionCritic(nn.Module):
     """Per-agent Q ``[T, B, N, A]`` from multi-head attention over the other alive agents."""
 
-    def __init__(self, spec: EnvSpec, hidden: int, heads: int, encoders: Mapping[str, str] | None = None) -> None:
+    def __init__(self, spec: EnvSpec, hidden: int, heads: int, model: ModelConfig | None = None) -> None:
         super().__init__()
         n, a = spec.n_agents, spec.n_actions
         self.n_actions, self.heads, self.d = a, heads, hidden // heads
-        self.encoder = ObsEncoder(spec, encoders)
+        self.encoder = ObsEncoder(spec, model)
         self.agent_state_dim = spec.agent_state_dim
         d_obs = self.encoder.out_dim + spec.agent_state_dim
         self.register_buffer("ids", torch.eye(n), persistent=False)
@@ -93,4 +92,4 @@ class Attention(Counterfactual):
         if spec.n_agents < 2:
             raise ConfigError(f"credit.name=attention needs at least 2 agents (each agent's critic attends over "
                               f"the others), but task '{cfg.task.name}' has {spec.n_agents}; use counterfactual")
-        return AttentionCritic(spec, cfg.credit.critic_hidden, cfg.credit.attention_heads, cfg.model.encoders)
+        return AttentionCritic(spec, cfg.credit.critic_hidden, cfg.credit.attention_heads, cfg.model)

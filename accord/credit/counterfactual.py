@@ -22,13 +22,12 @@ on u. Discrete actions only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
-from accord.config import Config
+from accord.config import Config, ModelConfig
 from accord.credit.base import (
     CreditContext,
     CreditModule,
@@ -74,13 +73,13 @@ class ComaCritic(nn.Module):
     """Q(s, o^a, u^{-a}, a) -> ``[T, B, N, A]``: state, own observation, the others' one-hot actions, agent
     id; one set of weights for all agents, or one per agent (``model.share_params``)."""
 
-    def __init__(self, spec: EnvSpec, hidden: int, shared: bool, encoders: Mapping[str, str] | None = None) -> None:
+    def __init__(self, spec: EnvSpec, hidden: int, shared: bool, model: ModelConfig | None = None) -> None:
         super().__init__()
         n, a = spec.n_agents, spec.n_actions
         self.n_actions = a
         self.register_buffer("others", 1.0 - torch.eye(n), persistent=False)  # [N, N]
         self.register_buffer("ids", torch.eye(n), persistent=False)
-        self.encoder = ObsEncoder(spec, encoders)
+        self.encoder = ObsEncoder(spec, model)
         n_in = spec.state_dim + self.encoder.out_dim + n * a + n
         self.net = nn.Sequential(nn.LayerNorm(n_in), mlp(n_in, hidden, 2, n, shared, "relu"),
                                  AgentLinear(hidden, a, n, shared, gain=1.0))
@@ -117,7 +116,7 @@ class Counterfactual(CreditModule):
         if spec.state_dim == 0:
             raise ConfigError(f"credit.name={self.method} needs a global state for its critic, but task "
                               f"'{cfg.task.name}' has none; use shared or individual")
-        return ComaCritic(spec, cfg.credit.critic_hidden, cfg.model.share_params, cfg.model.encoders)
+        return ComaCritic(spec, cfg.credit.critic_hidden, cfg.model.share_params, cfg.model)
 
     def _assign(self, batch: Rollout, ctx: CreditContext) -> Signals:
         with torch.no_grad():

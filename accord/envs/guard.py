@@ -109,6 +109,8 @@ class GuardedVecEnv:
                 )
 
         flags = [torch.isfinite(t).all() for _, t in finite]
+        tokens = [(f"{prefix}['text']", obs["text"]) for prefix, obs, _ in observations if "text" in obs]
+        flags += [((t >= 0) & (t < spec.vocab_size)).all() for _, t in tokens]
         some_action = step.avail_actions.any(-1) | ~step.agent_mask  # [B, N]; discrete only
         if spec.avail_dim:
             flags.append(some_action.all())
@@ -126,6 +128,10 @@ class GuardedVecEnv:
                     f"{kind} in {field} at {at}",
                     "check the env for a division by zero or overflow, or clip its outputs",
                 )
+        for field, t in tokens:
+            if not bool(((t >= 0) & (t < spec.vocab_size)).all()):
+                raise self._fail(f"{field} holds token ids from {int(t.min())} to {int(t.max())}, outside the "
+                                 f"vocabulary [0, {spec.vocab_size})", "set EnvSpec.vocab_size to cover every id")
         env, agent = (~some_action).nonzero()[0].tolist()
         raise self._fail(
             f"avail_actions has no available action for alive agent {agent} at env {env}",

@@ -10,14 +10,22 @@ Mapping from PettingZoo to the layout:
   the batch with ``agent_mask`` False, zero obs, zero reward and an all-True ``avail_actions`` row
   (so sampling never breaks); the reward of the step on which an agent leaves still counts.
 - a ``Box`` observation becomes modality ``"vector"`` (flattened float32). Agents with smaller
-  observations are zero-padded to the largest one. A 3-dim uint8 ``Box`` (HWC) becomes ``"image"``
-  (CHW). A ``Dict`` observation with an ``"observation"`` entry (PettingZoo classic style) uses that
-  entry; its ``"action_mask"`` entry, or ``infos[agent]["action_mask"]``, gives ``avail_actions``.
+  observations are zero-padded to the largest one. A 3-dim uint8 ``Box`` becomes ``"image"`` (CHW;
+  HWC unless the first dim is at most 4 and the last is larger). A ``Dict`` observation with an
+  ``"observation"`` entry (PettingZoo classic style) uses that entry; its ``"action_mask"`` entry, or
+  ``infos[agent]["action_mask"]``, gives ``avail_actions``.
+- any other ``Dict`` observation is multimodal (docs/multimodal.md), entry by entry in key order:
+  a gymnasium ``Text`` is ``"text"`` (one token per character: id = position in its charset + 1, 0
+  is padding; longer text than ``max_length`` is refused), as is an integer ``Box`` of rank 1 under a
+  key named ``text`` or ``tokens`` (token ids, vocabulary ``high + 1``); a uint8 rank-3 ``Box`` is
+  ``"image"`` (a key named ``image`` must be one); other ``Box`` entries are concatenated into
+  ``"vector"``. Agents may differ (heterogeneous teams): a modality an agent lacks is zeros, text is
+  padded to the longest limit; images must share one shape.
 - ``Discrete`` actions: ``n_actions`` is the largest ``n``; actions beyond an agent's own ``n`` are
   unavailable. ``Box`` actions: continuous with the widest ``[low, high]`` over agents; each agent's
   action is cut to its own dimension and clipped to its own bounds.
 - global state is ``env.state()`` when the env has a ``state_space``; otherwise the concatenation of
-  all agents' vector observations (``agent_state_dim`` = obs size), or no state (``S = 0``) for images.
+  all agents' vector observations (``agent_state_dim`` = obs size), or no state (``S = 0``) without vectors.
 - team reward is the sum (default) or mean of the agents' rewards over ``possible_agents``.
 - an episode ends when no agent is left alive; it is ``truncated`` if every agent that ended on the
   last step did so by truncation only, else ``terminated``.
@@ -44,6 +52,7 @@ from accord.errors import ConfigError, EnvError
 logger = logging.getLogger(__name__)
 
 TeamReward = Literal["sum", "mean"]
+_NP_DTYPES = {"vector": np.float32, "image": np.uint8, "text": np.int64}
 Arrays = dict[str, np.ndarray]  # flat keys: "obs/<modality>", "state", "reward", ..., "info/<name>"
 
 
@@ -73,14 +82,30 @@ def step_from_arrays(arrays: Arrays, device: torch.device) -> Step:
     )
 
 
+TEXT_KEYS = ("text", "tokens")  # Dict keys whose integer Box holds token ids
+IMAGE_KEYS = ("image",)  # Dict keys that must hold an image
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """One entry of an agent's observation and the modality it fills."""
+
+    key: str | None  # Dict key; None: the whole observation
+    modality: str  # "vector", "image" or "text"
+    shape: tuple[int, ...]  # vector: (flat size,); image: (C, H, W); text: (max tokens,)
+    hwc: bool = False  # image arrives channels-last
+    charset: tuple[str, ...] = ()  # gymnasium Text: token id = index + 1
+    vocab: int = 0  # text: token ids lie in [0, vocab)
+
+
 @dataclass(frozen=True)
 class _Layout:
     """How one agent's raw PettingZoo data maps to rows of the batched arrays."""
 
     spec: EnvSpec
-    modality: str  # "vector" or "image"
-    obs_sizes: tuple[int, ...]  # per agent: flat obs size (vector) or 0 (image)
+    pieces: tuple[tuple[_Piece, ...], ...]  # per agent, in key order
     dict_obs: bool  # observations are {"observation": ..., "action_mask": ...}
+    multimodal: bool  # observations are {key: entry, ..., optional "action_mask"}
     action_spaces: tuple[spaces.Space, ...]
     default_avail: np.ndarray  # [N, A] True for each agent's own actions
     has_state_fn: bool  # use env.state() (else concatenate observations)
@@ -92,27 +117,66 @@ def _agent_obs_space(space: spaces.Space) -> tuple[spaces.Space, bool]:
     return space, False
 
 
+def _piece(agent: str, key: str | None, space: spaces.Space) -> _Piece:
+    """Classify one observation entry (see the module docstring)."""
+    name = f"observation '{key}' of {agent}" if key else f"observation of {agent}"
+    if isinstance(space, spaces.Text):
+        return _Piece(key, "text", (space.max_length,), charset=tuple(space.character_list),
+                      vocab=len(space.character_list) + 1)
+    if not isinstance(space, spaces.Box):
+        raise EnvError(f"unsupported {name}: {space!r}; hint: use Box (vector or uint8 image) or Text entries")
+    shape, integer = tuple(space.shape), np.issubdtype(space.dtype, np.integer)
+    if key in TEXT_KEYS:
+        if not integer or len(shape) != 1:
+            raise EnvError(f"{name} holds token ids, so it must be an integer Box of rank 1, got {space!r}")
+        return _Piece(key, "text", shape, vocab=int(np.max(space.high)) + 1)
+    if space.dtype == np.uint8 and len(shape) == 3:
+        hwc = not (shape[0] <= 4 < shape[2])
+        return _Piece(key, "image", (shape[2], shape[0], shape[1]) if hwc else shape, hwc=hwc)
+    if key in IMAGE_KEYS:
+        raise EnvError(f"{name} is an image, so it must be a uint8 Box of rank 3 (HWC or CHW), got dtype "
+                       f"{space.dtype} and shape {shape}; hint: convert it with .astype(np.uint8)")
+    return _Piece(key, "vector", (int(np.prod(shape)),))
+
+
+def _agent_pieces(agent: str, space: spaces.Space) -> tuple[_Piece, ...]:
+    if isinstance(space, spaces.Dict):
+        return tuple(_piece(agent, k, s) for k, s in sorted(space.spaces.items()) if k != "action_mask")
+    return (_piece(agent, None, space),)
+
+
+def _obs_shapes(pieces: tuple[tuple[_Piece, ...], ...]) -> tuple[dict[str, tuple[int, ...]], int]:
+    """Batched per-modality shapes over all agents, and the text vocabulary."""
+    flat = [p for agent in pieces for p in agent]
+    for agent in pieces:
+        for m in ("image", "text"):
+            if sum(p.modality == m for p in agent) > 1:
+                raise EnvError(f"an agent has more than one {m} entry; hint: stack images as channels, "
+                               "join texts into one")
+    shapes: dict[str, tuple[int, ...]] = {}
+    images = {p.shape for p in flat if p.modality == "image"}
+    if len(images) > 1:
+        raise EnvError(f"agents have different image shapes {sorted(images)}; hint: resize them to one")
+    if images:
+        shapes["image"] = images.pop()
+    vectors = [sum(p.shape[0] for p in agent if p.modality == "vector") for agent in pieces]
+    if max(vectors) > 0:
+        shapes["vector"] = (max(vectors),)
+    texts = [p for p in flat if p.modality == "text"]
+    if len({p.charset for p in texts}) > 1:
+        raise EnvError("agents' Text spaces have different charsets; hint: give every agent one charset")
+    if texts:
+        shapes["text"] = (max(p.shape[0] for p in texts),)
+    return shapes, max((p.vocab for p in texts), default=0)
+
+
 def _layout(env: ParallelEnv, episode_limit: int | None) -> _Layout:
     """Read the spec and the per-agent layout off one env."""
     agents = tuple(env.possible_agents)
     n = len(agents)
     obs_spaces, dict_flags = zip(*(_agent_obs_space(env.observation_space(a)) for a in agents), strict=True)
-    if any(not isinstance(s, spaces.Box) for s in obs_spaces):
-        raise EnvError(
-            f"unsupported observation space {obs_spaces[0]!r}; hint: wrap the env so observations are Box"
-        )
-    is_image = [len(s.shape) == 3 and s.dtype == np.uint8 for s in obs_spaces]
-    if any(is_image) and not all(is_image):
-        raise EnvError("agents mix image and vector observations; hint: give every agent the same kind")
-    if all(is_image):
-        shapes = {s.shape for s in obs_spaces}
-        if len(shapes) > 1:
-            raise EnvError(f"agents have different image shapes {sorted(shapes)}; hint: resize them to one")
-        h, w, c = obs_spaces[0].shape
-        modality, obs_shape, obs_sizes = "image", (c, h, w), (0,) * n
-    else:
-        obs_sizes = tuple(int(np.prod(s.shape)) for s in obs_spaces)
-        modality, obs_shape = "vector", (max(obs_sizes),)
+    pieces = tuple(_agent_pieces(a, s) for a, s in zip(agents, obs_spaces, strict=True))
+    obs_shapes, vocab = _obs_shapes(pieces)
 
     act_spaces = tuple(env.action_space(a) for a in agents)
     if all(isinstance(s, spaces.Discrete) for s in act_spaces):
@@ -134,8 +198,8 @@ def _layout(env: ParallelEnv, episode_limit: int | None) -> _Layout:
     state_space = getattr(env, "state_space", None)
     if state_space is not None:
         state_dim, agent_state_dim = int(np.prod(state_space.shape)), 0
-    elif modality == "vector":
-        state_dim, agent_state_dim = n * obs_shape[0], obs_shape[0]
+    elif "vector" in obs_shapes:
+        state_dim, agent_state_dim = n * obs_shapes["vector"][0], obs_shapes["vector"][0]
     else:
         state_dim, agent_state_dim = 0, 0
 
@@ -148,7 +212,7 @@ def _layout(env: ParallelEnv, episode_limit: int | None) -> _Layout:
         )
     spec = EnvSpec(
         n_agents=n,
-        obs_shapes={modality: obs_shape},
+        obs_shapes=obs_shapes,
         state_dim=state_dim,
         action_kind=kind,
         n_actions=n_actions,
@@ -157,9 +221,10 @@ def _layout(env: ParallelEnv, episode_limit: int | None) -> _Layout:
         action_high=high,
         agent_names=agents,
         agent_state_dim=agent_state_dim,
+        vocab_size=vocab,
     )
-    has_state_fn = state_space is not None
-    return _Layout(spec, modality, obs_sizes, any(dict_flags), act_spaces, default_avail, has_state_fn)
+    multimodal = any(isinstance(s, spaces.Dict) for s in obs_spaces)
+    return _Layout(spec, pieces, any(dict_flags), multimodal, act_spaces, default_avail, state_space is not None)
 
 
 class PettingZooVecEnv:
@@ -211,6 +276,7 @@ class PettingZooVecEnv:
         self.device = torch.device(device)
         self.team_reward = team_reward
         self._agents = self.spec.agent_names
+        self._obs_keys = [f"obs/{m}" for m in self.spec.obs_shapes]
         if self._faults is not None:
             self._streak = [0] * self.num_envs  # consecutive failures per env copy
             self._quarantined: dict[int, int] = {}  # env index -> steps into its placeholder episode
@@ -231,10 +297,9 @@ class PettingZooVecEnv:
     # -- numpy batching (shared with SubprocVecEnv workers) ------------------------------------------
 
     def _empty(self) -> Arrays:
-        b, n, spec, modality = self.num_envs, self.spec.n_agents, self.spec, self._layout.modality
-        obs_dtype = np.uint8 if modality == "image" else np.float32
+        b, n, spec = self.num_envs, self.spec.n_agents, self.spec
         return {
-            f"obs/{modality}": np.zeros((b, n, *spec.obs_shapes[modality]), obs_dtype),
+            **{f"obs/{m}": np.zeros((b, n, *shape), _NP_DTYPES[m]) for m, shape in spec.obs_shapes.items()},
             "state": np.zeros((b, spec.state_dim), np.float32),
             "reward": np.zeros(b, np.float32),
             "agent_reward": np.zeros((b, n), np.float32),
@@ -255,8 +320,7 @@ class PettingZooVecEnv:
     def step_arrays(self, actions: np.ndarray) -> Arrays:
         """Step every env with ``actions`` (``[B, N]`` int or ``[B, N, D]`` float) and autoreset."""
         out = self._empty()
-        obs_key = f"obs/{self._layout.modality}"
-        finals: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        finals: dict[int, tuple[dict[str, np.ndarray], np.ndarray]] = {}
         success = np.zeros(self.num_envs, np.float32)
         has_success = False
         for b, env in enumerate(self.envs):
@@ -286,7 +350,7 @@ class PettingZooVecEnv:
             flags = [info[k] for info in infos.values() for k in ("success", "is_success") if k in info]
             if flags:
                 has_success, success[b] = True, max(float(f) for f in flags)
-            finals[b] = (out[obs_key][b].copy(), out["state"][b].copy())
+            finals[b] = ({k: out[k][b].copy() for k in self._obs_keys}, out["state"][b].copy())
             obs, infos = env.reset()
             self._fill(out, b, env, obs, infos, self._present(env, obs))
         if has_success:
@@ -295,7 +359,7 @@ class PettingZooVecEnv:
             out["info/quarantined"] = np.array([b in self._quarantined for b in range(self.num_envs)], np.float32)
             out["info/env_fault"] = self._step_faults
             self._step_faults = np.zeros(self.num_envs, np.float32)
-            self._prev_obs = out[obs_key].copy(), out["state"].copy()
+            self._prev_obs = {k: out[k].copy() for k in self._obs_keys}, out["state"].copy()
             finals.update(self._fault_finals)
             self._fault_finals = {}
         return self._with_finals(out, finals)
@@ -311,7 +375,7 @@ class PettingZooVecEnv:
         faults = self._faults
         if not hasattr(self, "_step_faults"):
             self._step_faults = np.zeros(self.num_envs, np.float32)
-            self._fault_finals: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            self._fault_finals: dict[int, tuple[dict[str, np.ndarray], np.ndarray]] = {}
         if b in self._quarantined:
             self._fill_quarantined(b, out)
             return None
@@ -329,7 +393,7 @@ class PettingZooVecEnv:
         self._streak[b] += 1
         prev = getattr(self, "_prev_obs", None)
         if prev is not None:
-            self._fault_finals[b] = (prev[0][b].copy(), prev[1][b].copy())
+            self._fault_finals[b] = ({k: v[b].copy() for k, v in prev[0].items()}, prev[1][b].copy())
         out["truncated"][b] = True
         self.last_fault = f"env {b} raised {describe(error)}"
         if self._streak[b] >= int(faults.get("quarantine_after", 3)):
@@ -351,7 +415,8 @@ class PettingZooVecEnv:
     def _fill_quarantined(self, b: int, out: Arrays) -> None:
         """A quarantined env: every agent masked (out of every loss), zero reward; its placeholder
         episodes truncate at the episode limit so episode buffers never overrun."""
-        out[f"obs/{self._layout.modality}"][b] = 0
+        for k in self._obs_keys:
+            out[k][b] = 0
         out["agent_mask"][b] = False
         out["avail_actions"][b] = True
         t = self._quarantined[b] + 1
@@ -359,12 +424,15 @@ class PettingZooVecEnv:
             out["truncated"][b], t = True, 0
         self._quarantined[b] = t
 
-    def _with_finals(self, out: Arrays, finals: dict[int, tuple[np.ndarray, np.ndarray]]) -> Arrays:
-        obs_key = f"obs/{self._layout.modality}"
-        final_obs, final_state = out[obs_key].copy(), out["state"].copy()
+    def _with_finals(self, out: Arrays, finals: dict[int, tuple[dict[str, np.ndarray], np.ndarray]]) -> Arrays:
+        final_obs = {k: out[k].copy() for k in self._obs_keys}
+        final_state = out["state"].copy()
         for b, (o, s) in finals.items():
-            final_obs[b], final_state[b] = o, s
-        out[f"final_{obs_key}"], out["final_state"] = final_obs, final_state
+            final_state[b] = s
+            for k, v in o.items():
+                final_obs[k][b] = v
+        out.update({f"final_{k}": v for k, v in final_obs.items()})
+        out["final_state"] = final_state
         return out
 
     def _present(self, env: ParallelEnv, obs: dict[str, Any]) -> list[bool]:
@@ -382,8 +450,8 @@ class PettingZooVecEnv:
     ) -> None:
         """Write env ``b``'s obs, mask, avail and state into ``out``; agents not shown count as dead."""
         lay = self._layout
-        obs_arr = out[f"obs/{lay.modality}"][b]  # [N, *obs_shape]
-        obs_arr[:] = 0  # dead: zero obs, all-True avail
+        for k in self._obs_keys:
+            out[k][b] = 0  # dead: zero obs, all-True avail
         out["avail_actions"][b] = True
         out["agent_mask"][b] = show
         for i, a in enumerate(self._agents):
@@ -394,10 +462,20 @@ class PettingZooVecEnv:
             if lay.dict_obs:
                 mask = raw.get("action_mask", mask)
                 raw = raw["observation"]
-            if lay.modality == "image":
-                obs_arr[i] = np.asarray(raw).transpose(2, 0, 1)  # [H, W, C] -> [C, H, W]
-            else:
-                obs_arr[i, : lay.obs_sizes[i]] = np.asarray(raw, np.float32).reshape(-1)
+            elif lay.multimodal:
+                mask = raw.get("action_mask", mask)
+            offset = 0
+            for piece in lay.pieces[i]:
+                value = raw if piece.key is None else raw[piece.key]
+                row = out[f"obs/{piece.modality}"][b, i]
+                if piece.modality == "vector":
+                    row[offset: offset + piece.shape[0]] = np.asarray(value, np.float32).reshape(-1)
+                    offset += piece.shape[0]
+                elif piece.modality == "image":
+                    row[:] = _image(a, piece, value)
+                else:
+                    tokens = _tokens(a, piece, value)
+                    row[: tokens.size] = tokens
             if self.spec.action_kind == "discrete":
                 avail = out["avail_actions"][b, i]
                 if mask is None:
@@ -409,7 +487,7 @@ class PettingZooVecEnv:
         if lay.has_state_fn:
             out["state"][b] = np.asarray(env.state(), np.float32).reshape(-1)
         elif self.spec.state_dim:
-            out["state"][b] = obs_arr.reshape(-1)  # [N, D] -> [N * D]
+            out["state"][b] = out["obs/vector"][b].reshape(-1)  # [N, D] -> [N * D]
 
     def _action(self, i: int, a: np.ndarray) -> Any:
         space = self._layout.action_spaces[i]
@@ -417,3 +495,35 @@ class PettingZooVecEnv:
             return int(a) + int(space.start)
         dim = int(np.prod(space.shape))
         return np.clip(a[:dim].reshape(space.shape), space.low, space.high).astype(space.dtype)
+
+
+def _image(agent: str, piece: _Piece, value: Any) -> np.ndarray:
+    """An agent's image as uint8 CHW; anything else is refused (no silent float copies or casts)."""
+    arr = np.asarray(value)
+    want = (piece.shape[1], piece.shape[2], piece.shape[0]) if piece.hwc else piece.shape
+    if arr.dtype != np.uint8 or arr.shape != want:
+        raise EnvError(f"image of {agent}{f' (key {piece.key!r})' if piece.key else ''} is {arr.dtype} "
+                       f"{arr.shape}, but its space says uint8 {want}; hint: return uint8 pixels of the space's shape")
+    return arr.transpose(2, 0, 1) if piece.hwc else arr  # [H, W, C] -> [C, H, W]
+
+
+def _tokens(agent: str, piece: _Piece, value: Any) -> np.ndarray:
+    """Token ids of an agent's text (0 is padding); text over the limit is refused, never cut silently."""
+    if piece.charset:
+        if not isinstance(value, str):
+            raise EnvError(f"text of {agent} (key {piece.key!r}) is a {type(value).__name__}, expected a str")
+        index = {c: i + 1 for i, c in enumerate(piece.charset)}
+        if unknown := sorted(set(value) - set(index)):
+            raise EnvError(f"text of {agent} (key {piece.key!r}) has characters {unknown} outside its Text "
+                           "space's charset; hint: add them to the charset")
+        tokens = np.array([index[c] for c in value], np.int64)
+    else:
+        tokens = np.asarray(value).reshape(-1)
+        if not np.issubdtype(tokens.dtype, np.integer) or tokens.size and (
+                tokens.min() < 0 or tokens.max() >= piece.vocab):
+            raise EnvError(f"text of {agent} (key {piece.key!r}) must hold integer token ids in "
+                           f"[0, {piece.vocab}), got {tokens.dtype} values")
+    if tokens.size > piece.shape[0]:
+        raise EnvError(f"text of {agent} (key {piece.key!r}) has {tokens.size} tokens, over the limit of "
+                       f"{piece.shape[0]} (its space's max length); hint: shorten it or raise the limit")
+    return tokens.astype(np.int64)

@@ -89,6 +89,9 @@ TASKS: Registry[TaskEntry] = Registry("task", {
     "hidden_goal": TaskEntry("accord.envs.tasks.hidden_goal:HiddenGoal",
                              "each agent's goal is seen only by another agent: needs task.comm (messages); "
                              "optimum 5.25, best without messages 1.5, random 1.2"),
+    "multimodal": TaskEntry("accord.envs.tasks.multimodal:Multimodal",
+                            "instructed navigation: goal only in text, landmarks only in an image, own "
+                            "position only in a sensor vector; optimum about -0.63, random about -8.1"),
     "faulty": TaskEntry("accord.envs.tasks.faulty:Faulty",
                         "a built-in task that raises, hangs or returns NaN on purpose: params {task: spread, "
                         "raise_prob: 0.02, hang_prob: 0.005, hang_s: 2, nan_prob: 0, ...}, all 0 by default "
@@ -219,6 +222,10 @@ def make_env(task: TaskConfig, runner_kind: str = "sync", workers: int | None = 
     from accord.cost import CostMeter
 
     env = CostMeter(env, task.cost.budget)  # per-agent traffic and budgets: messages, bytes, tool calls
+    if task.streams:
+        from accord.envs.streams import StreamVecEnv
+
+        env = StreamVecEnv(env, {m: (r.every, r.jitter) for m, r in task.streams.items()}, task.align)
     if task.guard:
         from accord.envs.guard import GuardedVecEnv
 

@@ -54,7 +54,7 @@ class Actor(nn.Module):
     def __init__(self, spec: EnvSpec, cfg: ModelConfig, log_std_init: float = -0.5) -> None:
         super().__init__()
         self.discrete = spec.action_kind == "discrete"
-        self.encoder = ObsEncoder(spec, cfg.encoders)
+        self.encoder = ObsEncoder(spec, cfg)
         self.body = _Body(self.encoder.out_dim, spec, cfg)
         self.head = AgentLinear(cfg.hidden, spec.n_actions, spec.n_agents, cfg.share_params, gain=0.01)
         if not self.discrete:
@@ -104,7 +104,7 @@ class Critic(nn.Module):
         super().__init__()
         self.centralized = centralized
         self.n_agents = spec.n_agents
-        self.encoder = None if centralized else ObsEncoder(spec, cfg.encoders)
+        self.encoder = None if centralized else ObsEncoder(spec, cfg)
         n_in = spec.state_dim if centralized else self.encoder.out_dim
         self.body = _Body(n_in, spec, cfg)
         self.head = AgentLinear(cfg.hidden, 1, spec.n_agents, cfg.share_params, gain=1.0)

@@ -9,9 +9,9 @@ do the work, and report ``FLOPs = 2 * MACs``. Per layer, for each row of input i
 - ``Embedding``: 0 (a table look-up).
 
 Biases, activations, LayerNorm, the masking of unavailable actions, gate nonlinearities and the text
-encoder's mean pooling are elementwise and are not counted. Sizes come from one forward pass of agent
-``i`` alone at batch 1 (:meth:`accord.policy.AgentPolicy.params`), so convolution output sizes and
-per-agent weight slices are exactly what a deployed agent runs.
+encoder's attention pooling (softmax, weighted sum) are elementwise and are not counted. Sizes come
+from one forward pass of agent ``i`` alone at batch 1 (:meth:`accord.policy.AgentPolicy.params`), so
+convolution output sizes and per-agent weight slices are exactly what a deployed agent runs.
 """
 
 from __future__ import annotations
