@@ -77,12 +77,27 @@ class Rollout:
             last_state=z(b, spec.state_dim), last_starts=z(b, dtype=torch.bool),
         )
 
+    @classmethod
+    def cat(cls, batches: list[Rollout], device: torch.device) -> Rollout:
+        """Batches of equal T side by side over envs, ``[T, sum of B, ...]``, on ``device`` (the learner's)."""
+        out: dict[str, object] = {}
+        for f in fields(cls):
+            vs = [getattr(b, f.name) for b in batches]
+            dim = 0 if _batch_major(f.name) else 1
+            if vs[0] is None:
+                out[f.name] = None
+            elif isinstance(vs[0], dict):
+                out[f.name] = {k: torch.cat([v[k] for v in vs], dim).to(device) for k in vs[0]}
+            else:
+                out[f.name] = torch.cat(vs, dim).to(device)
+        return cls(**out)  # type: ignore[arg-type]
+
     def envs(self, idx: Tensor) -> Rollout:
         """The sub-batch of envs ``idx`` (minibatches split over envs keep sequences whole)."""
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            batch_major = f.name.startswith("last_") or f.name.startswith("h_")
+            batch_major = _batch_major(f.name)
             if isinstance(v, dict):
                 out[f.name] = {k: x[idx] if batch_major else x[:, idx] for k, x in v.items()}
             elif v is None:
@@ -92,3 +107,8 @@ class Rollout:
             else:
                 out[f.name] = v[:, idx]
         return Rollout(**out)
+
+
+def _batch_major(name: str) -> bool:
+    """Fields without a time axis (``last_*``, ``h_*``): env is their first dimension."""
+    return name.startswith("last_") or name.startswith("h_")

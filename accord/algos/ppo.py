@@ -16,9 +16,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from accord.config import Config
+from accord.config import DECOUPLED, Config
 from accord.credit import CREDIT
 from accord.credit.base import CreditContext, CreditModule, masked_mean, normalize
+from accord.credit.vtrace import truncated_ratios
 from accord.envs.base import EnvSpec
 from accord.models.actor_critic import Critic
 from accord.models.value_norm import ValueNorm
@@ -53,6 +54,7 @@ class PPO:
     optimizers. It never sees the env: the loop collects with ``self.policy`` and calls :meth:`update`."""
 
     collects = "rollout"  # what the loop's runner must hand to update(): a Rollout [T, B, N, ...]
+    corrects_lag = True  # V-trace (with a credit method that corrects_lag), for runner async and ray
 
     def __init__(self, cfg: Config, spec: EnvSpec, device: torch.device) -> None:
         self.cfg = cfg
@@ -72,6 +74,7 @@ class PPO:
         self.credit: CreditModule = CREDIT[cfg.credit.name].fn(cfg, spec).to(device)
         self.rollout_len = cfg.ppo.rollout_len
         self._h_critic: Tensor | None = None  # the critic's recurrent state where the last batch stopped
+        self.lagged = cfg.runner.kind in DECOUPLED  # actors act with older weights: V-trace
         self.env_steps = 0
         self.updates = 0
 
@@ -116,8 +119,15 @@ class PPO:
         values = self.denormalize(batch.values)
         next_values = torch.cat([values[1:], self.denormalize(batch.last_values)[None]])  # [T, B, N]
         next_values = torch.where(batch.truncated[..., None], self.denormalize(batch.final_values), next_values)
+        # Lagged actors (behaviour mu): V-trace weights pi/mu; pi at the update's start is PPO's pi_old.
+        logp_old, rho, c = batch.logp, None, None
+        if self.lagged:
+            with torch.no_grad():
+                params, _ = self.actor(batch.obs, batch.avail, batch.h_actor, batch.starts)
+                logp_old = self.actor.log_prob(params, batch.actions)  # [T, B, N]
+            rho, c = truncated_ratios(logp_old, batch.logp, p.vtrace_rho, p.vtrace_c)
         # Credit assignment: per-agent advantages and value targets from the credit module.
-        ctx = CreditContext(values, next_values, batch.next_state, self.actor)
+        ctx = CreditContext(values, next_values, batch.next_state, self.actor, rho, c)
         signals = self.credit.advantages(batch, ctx)
         returns = signals.returns
         if self.value_norm is not None:
@@ -137,7 +147,7 @@ class PPO:
                 params, _ = self.actor(mb.obs, mb.avail, mb.h_actor, mb.starts)
                 logp = self.actor.log_prob(params, mb.actions)
                 # Eq. 1 (MAPPO): clipped surrogate with an entropy bonus.
-                policy_loss = clipped_surrogate(logp, mb.logp, adv[:, idx], p.clip, m)
+                policy_loss = clipped_surrogate(logp, logp_old[:, idx], adv[:, idx], p.clip, m)
                 entropy = masked_mean(self.actor.entropy(params), m)
                 # Eq. 2 (MAPPO): clipped Huber value loss on normalized targets.
                 v, _ = self.critic(mb.obs, mb.state, mb.h_critic, mb.starts)
@@ -145,7 +155,7 @@ class PPO:
                                     p.huber_delta, m)
                 actor_grad, critic_grad = self._step(policy_loss - p.entropy_coef * entropy + p.value_coef * v_loss)
                 with torch.no_grad():
-                    log_ratio = logp - mb.logp
+                    log_ratio = logp - logp_old[:, idx]
                     kl = masked_mean(log_ratio.exp() - 1 - log_ratio, m)
                     clipped = masked_mean(((log_ratio.exp() - 1).abs() > p.clip).float(), m)
                 for k, x in (("policy_loss", policy_loss), ("value_loss", v_loss), ("entropy", entropy),
@@ -157,6 +167,8 @@ class PPO:
         out.update(self.credit.update(batch, ctx))
         out.update(self.credit.stats())
         var_ret = returns[batch.agent_mask].var()
+        if rho is not None:
+            out["vtrace_rho_mean"] = float(masked_mean(rho, mask))
         out["explained_variance"] = float(1 - (returns - values)[batch.agent_mask].var() / var_ret.clamp_min(1e-8))
         self.updates += 1
         return out
