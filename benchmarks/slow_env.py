@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-SPREAD_2 = ["task.params.n_agents=2", "task.num_envs=32", "ppo.epochs=5", "ppo.minibatches=1", "eval.interval=0",
+SPREAD_2 = ["task.params.n_agents=2", "task.num_envs=64", "ppo.epochs=5", "ppo.minibatches=1", "eval.interval=0",
             "credit.monitor.contribution_episodes=0", "train.log_interval=5000"]
 
 

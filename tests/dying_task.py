@@ -17,11 +17,11 @@ class DiesOnce(Spread):
 
     def __init__(self, num_envs: int, device: str = "cpu", marker: str = "", at: int = 30, **params: int) -> None:
         super().__init__(num_envs, device=device, **params)
-        self.marker, self.at, self.t = marker, at, 0
+        self.marker, self.at, self.calls = marker, at, 0
 
     def step(self, actions: Tensor) -> Step:
-        self.t += 1
-        if self.marker and self.t == self.at:
+        self.calls += 1
+        if self.marker and self.calls == self.at:
             try:
                 os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
             except FileExistsError:
