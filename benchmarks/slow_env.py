@@ -58,17 +58,18 @@ def summary(path: Path) -> None:
     groups: dict[tuple[str, int], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["runner"], r["workers"]), []).append(r)
-    print("| runner | workers | seeds | env steps/s (median) | greedy return, mean [95% CI] | learner util | lag mean |")
+    print("| runner | workers | seeds | env steps/s (median) | greedy return, mean [95% CI] | learner util "
+          "| lag mean |")
     print("|---|---|---|---|---|---|---|")
     for (runner, workers), rs in sorted(groups.items()):
         m, lo, hi = mean_ci_t(np.array([r["greedy_return"] for r in rs]))
-        util = [r["learner_util"] for r in rs if r["learner_util"] is not None]
-        lag = [r["lag_mean"] for r in rs if r["lag_mean"] is not None]
+
+        def median(key: str, group: list[dict] = rs) -> str:
+            vals = [r[key] for r in group if r.get(key) is not None]
+            return f"{statistics.median(vals):.2f}" if vals else "-"
+
         print(f"| {runner} | {workers} | {len(rs)} | {statistics.median(r['fps'] for r in rs):.0f} | "
-              f"{float(m):.2f} [{float(lo):.2f}, {float(hi):.2f}] | "
-              f"{statistics.median(util):.2f} | {statistics.median(lag):.2f} |" if util else
-              f"| {runner} | {workers} | {len(rs)} | {statistics.median(r['fps'] for r in rs):.0f} | "
-              f"{float(m):.2f} [{float(lo):.2f}, {float(hi):.2f}] | - | - |")
+              f"{float(m):.2f} [{float(lo):.2f}, {float(hi):.2f}] | {median('learner_util')} | {median('lag_mean')} |")
 
 
 def main() -> None:
