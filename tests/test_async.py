@@ -137,13 +137,13 @@ def test_killed_actor_is_restarted_with_a_fresh_seed_and_no_metric_row_is_lost(t
 def test_sigkill_then_resume_continues_the_metric_history_and_takes_new_actor_seeds(tmp_path):
     root = tmp_path / "runs"
     proc = start_training(root, *ASYNC_RUN, "train.total_env_steps=100000000")
-    run = wait_for_checkpoint(root, proc, min_steps=800, timeout_s=180)
+    run = wait_for_checkpoint(root, proc, min_steps=400, timeout_s=180)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     ckpt_path = latest_checkpoint(run / "checkpoints")
     ckpt_steps = int(ckpt_path.stem.split("_")[1])
     before = load_checkpoint(ckpt_path)["runner"]["actor_seeds"]
-    target = ckpt_steps + 600
+    target = ckpt_steps + 400
     resumed = start_training(root, "--resume", run.name, f"train.total_env_steps={target}")
     _, err = resumed.communicate(timeout=180)
     assert resumed.returncode == 0, err
