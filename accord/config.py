@@ -173,6 +173,11 @@ class RunnerConfig(Section):
                          "updates old are dropped (and counted); the rest are corrected with V-trace.")
     address: str | None = Field(None, description="ray: 'auto' or host:port of an existing cluster; null "
                                 "starts Ray on this machine.")
+
+    @property
+    def actors(self) -> int:
+        """async, ray: the number of actors (``workers``, default 2)."""
+        return self.workers or 2
     # Fault handling (docs/robustness.md): in-process envs step in a watchdog thread when a timeout is set.
     step_timeout_s: float | None = Field(None, gt=0, description="Seconds an env step may take before it "
                                          "counts as hung (restart); null: subproc 60 s, in-process no limit.")

@@ -50,7 +50,7 @@ class ActorWorker:
         random.seed(seed)
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
-        task = cfg.task.model_copy(update={"num_envs": cfg.task.num_envs // (cfg.runner.workers or 2)})
+        task = cfg.task.model_copy(update={"num_envs": cfg.task.num_envs // cfg.runner.actors})
         self.worker = worker
         self.env = make_env(task, "sync", None, "cpu", runner=cfg.runner)
         self.policy = Policy.from_record(record, "cpu", "actor")

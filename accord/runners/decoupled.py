@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from accord.config import DECOUPLED, Config
-from accord.errors import EnvError
+from accord.errors import ConfigError, EnvError
 from accord.replay import EpisodeChunk
 from accord.rollout import Rollout
 from accord.runners import Learner
@@ -29,13 +29,9 @@ from accord.runners.sync import EpisodeStats
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_WORKERS = 2
-
-
 def decoupled_problems(cfg: Config, credit_method: Any) -> list[str]:
     """Config rules of runner async and ray: the learner must correct lag; envs split over actors."""
     from accord.algos import ALGORITHMS
-    from accord.errors import ConfigError
 
     kind, problems = cfg.runner.kind, []
     try:
@@ -56,7 +52,7 @@ def decoupled_problems(cfg: Config, credit_method: Any) -> list[str]:
         if cfg.model.recurrent:
             problems.append(f"model.recurrent: not with runner.kind={kind} for ppo (the critic's memory would "
                             "jump between actors); use runner.kind=sync")
-    workers = cfg.runner.workers or DEFAULT_WORKERS
+    workers = cfg.runner.actors
     if cfg.task.num_envs % workers:
         problems.append(f"task.num_envs: {cfg.task.num_envs} does not split evenly over runner.workers={workers} "
                         "actors")
@@ -84,7 +80,7 @@ class DecoupledRunner:
 
     def __init__(self, cfg: Config, learner: Learner) -> None:
         self.cfg, self.learner = cfg, learner
-        self.workers = cfg.runner.workers or DEFAULT_WORKERS
+        self.workers = cfg.runner.actors
         self.device = learner.policy.device
         self.stats = EpisodeStats(1, torch.device("cpu"))  # fed with the episodes the actors finished
         self.version = 0  # learner updates since the actors started: the tag of the weights they get
