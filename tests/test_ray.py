@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,13 @@ import pytest
 ray = pytest.importorskip("ray")  # the `ray` extra; part of `dev`, so CI runs these tests
 
 from ray.cluster_utils import Cluster  # noqa: E402
+from training_process import start_training, wait_for_checkpoint  # noqa: E402
 
 from accord.cli import run_captured  # noqa: E402
 from accord.config import load_config  # noqa: E402
 from accord.envs.registry import make_env  # noqa: E402
 from accord.loop import build_learner  # noqa: E402
+from accord.store import latest_checkpoint, load_checkpoint  # noqa: E402
 
 TESTS = Path(__file__).parent
 
@@ -73,3 +76,24 @@ def test_actor_that_dies_mid_run_leaves_every_metric_row(cluster, tmp_path):
     rows = [r for r in rows if "env_steps" in r]
     assert [r["env_steps"] for r in rows] == list(range(200, 1601, 200))
     assert rows[-1]["runner/restarts"] == 1
+
+
+def test_sigkill_then_resume_on_the_cluster(cluster, tmp_path):
+    root = tmp_path / "runs"
+    run_args = ["task.params.n_agents=2", "task.num_envs=4", "runner.kind=ray", "runner.workers=2",
+                f"runner.address={cluster.address}", "ppo.rollout_len=10", "ppo.epochs=1", "train.log_interval=200",
+                "eval.interval=0", "credit.monitor.contribution_episodes=0"]
+    proc = start_training(root, *run_args, "train.total_env_steps=100000000")
+    run = wait_for_checkpoint(root, proc, min_steps=400, timeout_s=240)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ckpt = latest_checkpoint(run / "checkpoints")
+    before = load_checkpoint(ckpt)["runner"]["actor_seeds"]
+    target = int(ckpt.stem.split("_")[1]) + 400
+    resumed = start_training(root, "--resume", run.name, f"train.total_env_steps={target}")
+    _, err = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, err
+    steps = [json.loads(x)["env_steps"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(200, steps[-1] + 1, 200)) and steps[-1] >= target
+    after = load_checkpoint(latest_checkpoint(run / "checkpoints"))["runner"]["actor_seeds"]
+    assert after[:len(before)] == before and len(after) == len(before) + 2
