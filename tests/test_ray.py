@@ -1,5 +1,6 @@
 """Runner ray on a two-node Ray cluster on this machine (ray.cluster_utils.Cluster): actors spread over
-both nodes, a killed actor is replaced with a fresh seed stream, and a run keeps its metric rows."""
+both nodes, a killed actor is replaced with a fresh seed stream, a run keeps its metric rows, and a
+SIGKILLed run resumes. Ray comes with the `dev` extra (`accord[ray]`)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,15 @@ import signal
 from pathlib import Path
 
 import pytest
+import ray
+from ray.cluster_utils import Cluster
+from training_process import start_training, wait_for_checkpoint
 
-ray = pytest.importorskip("ray")  # the `ray` extra; part of `dev`, so CI runs these tests
-
-from ray.cluster_utils import Cluster  # noqa: E402
-from training_process import start_training, wait_for_checkpoint  # noqa: E402
-
-from accord.cli import run_captured  # noqa: E402
-from accord.config import load_config  # noqa: E402
-from accord.envs.registry import make_env  # noqa: E402
-from accord.loop import build_learner  # noqa: E402
-from accord.store import latest_checkpoint, load_checkpoint  # noqa: E402
+from accord.cli import run_captured
+from accord.config import load_config
+from accord.envs.registry import make_env
+from accord.loop import build_learner
+from accord.store import latest_checkpoint, load_checkpoint
 
 TESTS = Path(__file__).parent
 
