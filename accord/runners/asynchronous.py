@@ -2,15 +2,16 @@
 
 The learner publishes weights into shared memory under a version number (a seqlock: no lock that a
 killed actor could hold); each actor takes the newest weights before every batch. Each actor has its
-own pipe to the learner, so the queue is bounded by the pipes (an actor's send waits until the
-learner has taken its previous batch: at most one batch waits per actor) and an actor killed mid-send
-breaks only its own pipe. An actor that dies (killed, out of memory) is restarted; an error inside an
-actor stops the run with that error. Actors exit when the learner's process is gone, so a killed run
-leaves no orphans.
+own pipe to the learner, so an actor killed mid-send breaks only its own pipe, and the queue is
+bounded by the pipes: an actor starts its next batch only once the learner has taken the last one
+(its acknowledgement), so at most one batch per actor waits. An actor that dies (killed, out of
+memory) is restarted; an error inside an actor stops the run with that error. Actors exit when the
+learner's process is gone, so a killed run leaves no orphans.
 """
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import time
 from multiprocessing import parent_process
@@ -53,11 +54,13 @@ def _actor_main(cfg: Config, record: dict[str, Any], collects: str, rollout_len:
         while not stop.value and (parent is None or parent.is_alive()):
             known = _newest_weights(actor, known, shared, version, epsilon)
             conn.send_bytes(pickle.dumps(actor.rollout(known)))
+            conn.recv_bytes()  # the learner took it
     except (BrokenPipeError, EOFError):
         return  # the learner closed our pipe: the run is over
     except Exception as e:  # noqa: BLE001 - reported to the learner as one line, then this actor ends
         text = str(e).strip().splitlines()
-        conn.send_bytes(pickle.dumps((worker, f"{type(e).__name__}: {text[0] if text else ''}")))
+        with contextlib.suppress(OSError):  # the learner may have stopped already (another actor's error)
+            conn.send_bytes(pickle.dumps((worker, f"{type(e).__name__}: {text[0] if text else ''}")))
 
 
 class AsyncRunner(DecoupledRunner):
@@ -74,7 +77,7 @@ class AsyncRunner(DecoupledRunner):
         self._record = learner.policy.record()
 
     def _spawn(self, worker: int, seed: int) -> None:
-        mine, theirs = self.ctx.Pipe(duplex=False)
+        mine, theirs = self.ctx.Pipe()
         p = self.ctx.Process(target=_actor_main, daemon=True, name=f"accord-actor-{worker}", args=(
             self.cfg, self._record, self.learner.collects, self.learner.rollout_len, worker, seed, self.shared,
             self.shared_version, self.shared_eps, self.stop, theirs))
@@ -102,6 +105,8 @@ class AsyncRunner(DecoupledRunner):
                         continue
                     if isinstance(msg, tuple):  # (worker, error): the env or policy raised inside the actor
                         raise EnvError(f"actor {msg[0]}: {msg[1]}")
+                    with contextlib.suppress(OSError):  # died right after sending: the next wait finds it
+                        conn.send_bytes(b"")  # taken: the actor may start its next batch
                     return msg
                 if proc.sentinel in ready and not conn.poll():
                     self._replace(w)
