@@ -89,6 +89,11 @@ class TaskConfig(Section):
     align: Literal["age_mask", "hold"] = Field("age_mask", description="With streams: hold the last value "
                                                "and tell the policy its age and availability (age_mask), or "
                                                "only hold it (hold, the naive baseline).")
+    latency_ms: float = Field(0.0, ge=0, description="Simulated wall time of one env step, like an external "
+                              "simulator or API call: a process steps its envs one after another, so a "
+                              "step of B envs sleeps B times (accord.envs.latency).")
+    jitter_ms: float = Field(0.0, ge=0, description="Each simulated step takes latency_ms +- up to this "
+                             "much (uniform); at most latency_ms.")
 
 
 class ModelConfig(Section):
@@ -129,6 +134,10 @@ class PPOConfig(Section):
     value_coef: float = Field(1.0, ge=0)
     max_grad_norm: float = Field(10.0, gt=0)
     log_std_init: float = Field(-0.5, description="Initial log std of Gaussian (continuous) policies.")
+    vtrace_rho: float = Field(1.0, gt=0, description="async, ray: V-trace truncation rho-bar of the importance "
+                              "ratio on each TD error (fixes which policy's value is learned).")
+    vtrace_c: float = Field(1.0, gt=0, description="async, ray: V-trace truncation c-bar of the traces "
+                            "(variance; on-policy both give GAE exactly).")
 
 
 class QConfig(Section):
@@ -216,10 +225,25 @@ class CreditConfig(Section):
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
 
+DECOUPLED = ("async", "ray")  # runner kinds whose actors act with lagged weights (accord.runners.decoupled)
+
+
 class RunnerConfig(Section):
-    kind: Literal["sync", "subproc"] = Field(
-        "sync", description="sync: envs in this process; subproc: PettingZoo envs in worker processes.")
-    workers: int | None = Field(None, ge=1, description="Worker processes for subproc (default: cores).")
+    kind: Literal["sync", "subproc", "async", "ray"] = Field(
+        "sync", description="sync: envs in this process; subproc: PettingZoo envs in worker processes; "
+        "async: actor processes with their own envs feed the learner through a queue (docs/scale.md); "
+        "ray: the same actors as Ray actors, locally or on a cluster (pip install 'accord[ray]').")
+    workers: int | None = Field(None, ge=1, description="Worker processes for subproc (default: cores); "
+                                "actors for async and ray (default 2), each with task.num_envs / workers envs.")
+    max_lag: int = Field(8, ge=0, description="async, ray: batches acted by weights more than this many learner "
+                         "updates old are dropped (and counted); the rest are corrected with V-trace.")
+    address: str | None = Field(None, description="ray: 'auto' or host:port of an existing cluster; null "
+                                "starts Ray on this machine.")
+
+    @property
+    def actors(self) -> int:
+        """async, ray: the number of actors (``workers``, default 2)."""
+        return self.workers or 2
     # Fault handling (docs/robustness.md): in-process envs step in a watchdog thread when a timeout is set.
     step_timeout_s: float | None = Field(None, gt=0, description="Seconds an env step may take before it "
                                          "counts as hung (restart); null: subproc 60 s, in-process no limit.")
@@ -363,6 +387,13 @@ class Config(Section):
             from accord.comm import comm_problems
 
             problems += comm_problems(self.task)
+        if self.task.jitter_ms > self.task.latency_ms:
+            problems.append(f"task.jitter_ms: {self.task.jitter_ms} is more than task.latency_ms "
+                            f"({self.task.latency_ms}); a step cannot take negative time")
+        if self.runner.kind in DECOUPLED:
+            from accord.runners.decoupled import decoupled_problems
+
+            problems += decoupled_problems(self, method)
         from accord.memory import device_problem
 
         device = device_problem(self.train.device)

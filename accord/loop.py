@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from accord.algos import ALGORITHMS
-from accord.config import Config, apply_overrides, build_config
+from accord.config import DECOUPLED, Config, apply_overrides, build_config
 from accord.envs.base import VecEnv
 from accord.envs.registry import make_env
 from accord.errors import CheckpointError, ConfigError
@@ -96,6 +96,10 @@ def build_learner(cfg: Config, env: VecEnv) -> tuple[Learner, Runner]:
         learner: Learner = Hierarchical(cfg, env.spec, env.device)
     else:
         learner = ALGORITHMS[cfg.algorithm](cfg, env.spec, env.device)
+    if cfg.runner.kind in DECOUPLED:  # actors with their own envs; ``env`` only gave the spec
+        from accord.runners.decoupled import make_decoupled_runner
+
+        return learner, make_decoupled_runner(cfg, learner)
     return learner, make_runner(env, learner, cfg.seed)
 
 
@@ -124,6 +128,7 @@ def train(cfg: Config | None = None, *, resume: str | None = None, overrides: li
     seed_everything(cfg.seed)
     check_memory(cfg)  # a lower bound before building the envs (task.num_envs=10**9 never gets that far)
     env = make_env(cfg.task, cfg.runner.kind, cfg.runner.workers, cfg.train.device, runner=cfg.runner)
+    runner = None
     try:
         learner, runner = build_learner(cfg, env)
         loaded = None
@@ -136,6 +141,8 @@ def train(cfg: Config | None = None, *, resume: str | None = None, overrides: li
         run.log_overrides(overrides)
         return _loop(cfg, run, learner, runner, loaded, progress)
     finally:
+        if hasattr(runner, "close"):  # actors of runner async and ray
+            runner.close()
         env.close()
 
 
@@ -201,6 +208,8 @@ def _load_learner_state(learner: Learner, runner: Runner, ckpt: dict[str, Any], 
     try:
         learner.load_state_dict(ckpt["algo"])
         runner.stats.episodes = int(ckpt["runner"]["episodes"])
+        if hasattr(runner, "load_state_dict"):  # actor seeds and restarts of runner async and ray
+            runner.load_state_dict(ckpt["runner"])
         set_rng_state(ckpt["rng"])
         return float(ckpt["wall_s"])
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
@@ -269,11 +278,14 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner,
 
     write_costs(run.path, agent_costs(learner.policy))
     cost_counts = getattr(runner, "env", None) and getattr(runner.env, "cost_counts", None)
+    runner_metrics = getattr(runner, "metrics", None)  # lag, drops, restarts (runner async and ray)
+    runner_state = getattr(runner, "state_dict", None)
 
     def checkpoint() -> None:
         payload = {"algorithm": cfg.algorithm, "credit": cfg.credit.name, "algo": learner.state_dict(),
                    "policy": learner.policy.record(),
-                   "runner": {"episodes": runner.stats.episodes}, "rng": rng_state(), "wall_s": wall()}
+                   "runner": {"episodes": runner.stats.episodes, **(runner_state() if runner_state else {})},
+                   "rng": rng_state(), "wall_s": wall()}
         path = checkpoint_path(run.checkpoints_dir, learner.env_steps)
         save_checkpoint(path, payload)
         prune_checkpoints(run.checkpoints_dir, cfg.train.keep_checkpoints)
@@ -297,7 +309,8 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner,
                     record = {"env_steps": learner.env_steps, "wall_s": round(wall(), 3),
                               "fps": round((learner.env_steps - steps_at_start) / max(elapsed, 1e-9), 1),
                               **_episode_fields(runner.stats.summary()), **losses,
-                              **(fault_counts() if fault_counts else {}), **(cost_counts() if cost_counts else {})}
+                              **(fault_counts() if fault_counts else {}), **(cost_counts() if cost_counts else {}),
+                              **(runner_metrics() if runner_metrics else {})}
                     record.update(protocol.on_log(record, learner.policy, cfg.algorithm))  # eval protocol
                     metrics.write(record)
                     flag = hacking.observe(record)

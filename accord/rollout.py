@@ -82,3 +82,23 @@ class Rollout:
         tensors = [getattr(self, f.name) for f in fields(self)]
         flat = [x for v in tensors for x in (v.values() if isinstance(v, dict) else [v]) if x is not None]
         return sum(x.nbytes for x in flat)
+
+    @classmethod
+    def cat(cls, batches: list[Rollout], device: torch.device) -> Rollout:
+        """Batches of equal T side by side over envs, ``[T, sum of B, ...]``, on ``device`` (the learner's)."""
+        out: dict[str, object] = {}
+        for f in fields(cls):
+            vs = [getattr(b, f.name) for b in batches]
+            dim = 0 if _batch_major(f.name) else 1
+            if vs[0] is None:
+                out[f.name] = None
+            elif isinstance(vs[0], dict):
+                out[f.name] = {k: torch.cat([v[k] for v in vs], dim).to(device) for k in vs[0]}
+            else:
+                out[f.name] = torch.cat(vs, dim).to(device)
+        return cls(**out)  # type: ignore[arg-type]
+
+
+def _batch_major(name: str) -> bool:
+    """Fields without a time axis (``last_*``, ``h_*``): env is their first dimension."""
+    return name.startswith("last_") or name.startswith("h_")

@@ -44,7 +44,7 @@ def test_shuffled_env_steps_give_the_loss_and_gradient_of_the_sequence_layout():
     # The old maths: one pass over the [T, B, N] layout (what env-split minibatches computed).
     whole = Minibatch(batch.obs, batch.avail, batch.actions, batch.logp, batch.values, batch.state,
                       batch.agent_mask.float(), adv, targets)
-    flat = next(minibatches(batch, adv, targets, 1, recurrent=False))  # [T * B] shuffled
+    flat = next(minibatches(batch, batch.logp, adv, targets, 1, recurrent=False))  # [T * B] shuffled
     assert flat.adv.shape == (32, 2)
     loss_ref, grads_ref = _grads(learner, whole)
     loss, grads = _grads(learner, flat)
@@ -59,7 +59,7 @@ def test_minibatches_partition_the_env_steps_once_per_epoch():
     for recurrent in (False, True):
         if recurrent:
             batch.h_actor = batch.h_critic = torch.zeros(4, 2, 16)
-        parts = list(minibatches(batch, ids, ids, 4, recurrent))
+        parts = list(minibatches(batch, batch.logp, ids, ids, 4, recurrent))
         assert len(parts) == 4
         seen = torch.cat([mb.adv.reshape(-1) for mb in parts]).sort().values
         torch.testing.assert_close(seen, ids.reshape(-1))

@@ -18,9 +18,10 @@ import torch
 from torch import Tensor, nn
 
 from accord.compile import compiled
-from accord.config import Config
+from accord.config import DECOUPLED, Config
 from accord.credit import CREDIT
 from accord.credit.base import CreditContext, CreditModule, masked_mean, normalize
+from accord.credit.vtrace import truncated_ratios
 from accord.envs.base import EnvSpec
 from accord.models.actor_critic import Critic
 from accord.models.value_norm import ValueNorm
@@ -72,10 +73,12 @@ class Minibatch(NamedTuple):
     h_critic: Tensor | None = None
 
 
-def minibatches(batch: Rollout, adv: Tensor, targets: Tensor, n: int, recurrent: bool) -> Iterator[Minibatch]:
+def minibatches(batch: Rollout, logp_old: Tensor, adv: Tensor, targets: Tensor, n: int,
+                recurrent: bool) -> Iterator[Minibatch]:
     """One epoch's ``n`` shuffled minibatches. Feed-forward models flatten ``[T, B]`` and shuffle env
-    steps (as CleanRL and JaxMARL); recurrent ones split over envs so that sequences stay whole."""
-    fields = (batch.obs, batch.avail, batch.actions, batch.logp, batch.values, batch.state,
+    steps (as CleanRL and JaxMARL); recurrent ones split over envs so that sequences stay whole.
+    ``logp_old`` is PPO's pi_old: the actors' ``batch.logp``, or the learner's own when they lag."""
+    fields = (batch.obs, batch.avail, batch.actions, logp_old, batch.values, batch.state,
               batch.agent_mask.float(), adv, targets)
     if not recurrent:
         flat = [{m: x.flatten(0, 1) for m, x in f.items()} if isinstance(f, dict) else f.flatten(0, 1)
@@ -93,6 +96,7 @@ class PPO:
     optimizers. It never sees the env: the loop collects with ``self.policy`` and calls :meth:`update`."""
 
     collects = "rollout"  # what the loop's runner must hand to update(): a Rollout [T, B, N, ...]
+    corrects_lag = True  # V-trace (with a credit method that corrects_lag), for runner async and ray
 
     def __init__(self, cfg: Config, spec: EnvSpec, device: torch.device) -> None:
         self.cfg = cfg
@@ -112,6 +116,7 @@ class PPO:
         self.credit: CreditModule = CREDIT[cfg.credit.name].fn(cfg, spec).to(device)
         self.rollout_len = cfg.ppo.rollout_len
         self._h_critic: Tensor | None = None  # the critic's recurrent state where the last batch stopped
+        self.lagged = cfg.runner.kind in DECOUPLED  # actors act with older weights: V-trace
         self.env_steps = 0
         self.updates = 0
         self._losses = compiled(self._minibatch_losses, cfg.train.compile, "the PPO minibatch loss")
@@ -156,8 +161,15 @@ class PPO:
         values = self.denormalize(batch.values)
         next_values = torch.cat([values[1:], self.denormalize(batch.last_values)[None]])  # [T, B, N]
         next_values = torch.where(batch.truncated[..., None], self.denormalize(batch.final_values), next_values)
+        # Lagged actors (behaviour mu): V-trace weights pi/mu; pi at the update's start is PPO's pi_old.
+        logp_old, rho, c = batch.logp, None, None
+        if self.lagged:
+            with torch.no_grad():
+                params, _ = self.actor(batch.obs, batch.avail, batch.h_actor, batch.starts)
+                logp_old = self.actor.log_prob(params, batch.actions)  # [T, B, N]
+            rho, c = truncated_ratios(logp_old, batch.logp, p.vtrace_rho, p.vtrace_c)
         # Credit assignment: per-agent advantages and value targets from the credit module.
-        ctx = CreditContext(values, next_values, batch.next_state, self.actor)
+        ctx = CreditContext(values, next_values, batch.next_state, self.actor, rho, c)
         signals = self.credit.advantages(batch, ctx)
         returns = signals.returns
         if self.value_norm is not None:
@@ -171,7 +183,7 @@ class PPO:
         # Epochs x minibatches; metrics stay tensors until one host sync after the last step.
         logs = []
         for _ in range(p.epochs):
-            for mb in minibatches(batch, adv, targets, p.minibatches, self.cfg.model.recurrent):
+            for mb in minibatches(batch, logp_old, adv, targets, p.minibatches, self.cfg.model.recurrent):
                 policy_loss, v_loss, entropy, kl, clipped = self._losses(mb)
                 grads = self._step(policy_loss - p.entropy_coef * entropy + p.value_coef * v_loss)
                 logs.append(torch.stack([policy_loss.detach(), v_loss.detach(), entropy.detach(), kl, clipped,
@@ -181,6 +193,8 @@ class PPO:
         out.update(self.credit.update(batch, ctx))
         out.update(self.credit.stats())
         var_ret = returns[batch.agent_mask].var()
+        if rho is not None:
+            out["vtrace_rho_mean"] = float(masked_mean(rho, batch.agent_mask.float()))
         out["explained_variance"] = float(1 - (returns - values)[batch.agent_mask].var() / var_ret.clamp_min(1e-8))
         self.updates += 1
         return out

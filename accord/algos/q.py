@@ -68,6 +68,7 @@ class QLearner:
     ``self.policy`` and hands them to :meth:`update`."""
 
     collects = "episodes"  # what the loop's runner must hand to update(): an EpisodeChunk
+    corrects_lag = True  # off-policy: episodes from any (older) policy go to the replay buffer
 
     def __init__(self, cfg: Config, spec: EnvSpec, device: torch.device) -> None:
         self.cfg, q = cfg, cfg.q

@@ -38,6 +38,8 @@ class CreditContext:
     next_values: Tensor  # [T, B, N] V(s_{t+1}); the final observation's value where truncated
     next_state: Tensor  # [T, B, S] state after step t, before autoreset (the final state at episode ends)
     actor: Actor  # the policy: pi_old in advantages(), the stepped policy in update()
+    rho: Tensor | None = None  # [T, B, N] V-trace weights when actors act with lagged weights (async, ray)
+    c: Tensor | None = None  # [T, B, N] V-trace trace weights (accord.credit.vtrace)
 
 
 @dataclass
@@ -48,6 +50,8 @@ class Signals:
 
 class CreditModule(nn.Module):
     """Base of PPO-family credit methods; subclasses implement :meth:`_assign`."""
+
+    corrects_lag = False  # uses ctx.rho / ctx.c, so it can learn from lagged actors (runner async, ray)
 
     def __init__(self, cfg: Config, spec: EnvSpec) -> None:
         super().__init__()
@@ -115,9 +119,11 @@ def normalize(x: Tensor, mask: Tensor) -> Tensor:
 
 
 def reward_gae(rewards: Tensor, batch: Rollout, values: Tensor, next_values: Tensor, gamma: float,
-               lam: float) -> Tensor:
-    """GAE ``[T, B, N]`` of per-agent ``rewards`` [T, B, N] with the batch's episode boundaries."""
-    return gae(rewards, values, next_values, batch.terminated, batch.terminated | batch.truncated, gamma, lam)
+               lam: float, rho: Tensor | None = None, c: Tensor | None = None) -> Tensor:
+    """GAE ``[T, B, N]`` of per-agent ``rewards`` [T, B, N] with the batch's episode boundaries
+    (V-trace with the weights ``rho``/``c``)."""
+    return gae(rewards, values, next_values, batch.terminated, batch.terminated | batch.truncated, gamma, lam,
+               rho, c)
 
 
 class RewardCredit(CreditModule):
@@ -127,12 +133,15 @@ class RewardCredit(CreditModule):
     shaping differ only in that signal, so they differ only in :meth:`reward`.
     """
 
+    corrects_lag = True
+
     def reward(self, batch: Rollout, ctx: CreditContext) -> Tensor:
         """Per-agent learning reward ``[T, B, N]``."""
         raise NotImplementedError
 
     def _assign(self, batch: Rollout, ctx: CreditContext) -> Signals:
-        adv = reward_gae(self.reward(batch, ctx), batch, ctx.values, ctx.next_values, self.gamma, self.lam)
+        adv = reward_gae(self.reward(batch, ctx), batch, ctx.values, ctx.next_values, self.gamma, self.lam,
+                         ctx.rho, ctx.c)
         return Signals(adv, adv + ctx.values)
 
 

@@ -99,6 +99,8 @@ def meta_objective(sensitivity: Tensor, adv_proxy: Tensor, mask: Tensor) -> Tens
 class Shaped(RewardCredit):
     """Team reward plus a learned per-agent intrinsic reward, trained to raise the extrinsic return."""
 
+    corrects_lag = False  # the meta-gradient differentiates through on-policy advantages
+
     def __init__(self, cfg: Config, spec: EnvSpec) -> None:
         super().__init__(cfg, spec)
         if spec.state_dim == 0:

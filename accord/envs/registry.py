@@ -205,7 +205,12 @@ def make_env(task: TaskConfig, runner_kind: str = "sync", workers: int | None = 
 
     def build() -> VecEnv:
         try:
-            return _build_env(entry, task, runner_kind, workers, device, runner, faults)
+            env = _build_env(entry, task, runner_kind, workers, device, runner, faults)
+            if task.latency_ms > 0:
+                from accord.envs.latency import LatencyVecEnv
+
+                env = LatencyVecEnv(env, task.latency_ms, task.jitter_ms)
+            return env
         except (TypeError, ValueError, KeyError, AttributeError) as e:
             # e.g. task.params of the wrong type raising inside the task's (or the user's) constructor
             text = str(e).strip().splitlines()

@@ -43,10 +43,15 @@ def make_runner(env: VecEnv, learner: Learner, seed: int) -> Runner:
         from accord.runners.hierarchical import HierarchicalRunner
 
         return HierarchicalRunner(env, learner.policy, learner.rollout_len, seed)  # type: ignore[arg-type]
-    if learner.collects == "episodes":
+    return make_collector(env, learner.policy, learner.collects, learner.rollout_len, seed)
+
+
+def make_collector(env: VecEnv, policy: Policy, collects: str, rollout_len: int, seed: int) -> Runner:
+    """A runner stepping ``env`` with ``policy``: whole episodes (``collects="episodes"``) or rollouts."""
+    if collects == "episodes":
         from accord.runners.episode import EpisodeRunner
 
-        return EpisodeRunner(env, learner.policy, learner.rollout_len, seed)
+        return EpisodeRunner(env, policy, rollout_len, seed)
     from accord.runners.sync import SyncRunner
 
-    return SyncRunner(env, learner.policy, learner.rollout_len, seed)
+    return SyncRunner(env, policy, rollout_len, seed)

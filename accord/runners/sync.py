@@ -40,6 +40,11 @@ class EpisodeStats:
             self.ret = self.ret.masked_fill(done, 0.0)
             self.len = self.len.masked_fill(done, 0)
 
+    def extend(self, rows: list[tuple[float, int, float]], count: int) -> None:
+        """Episodes another process finished: its newest rows (return, length, success), ``count`` in all."""
+        self.recent.extend(rows)
+        self.episodes += count
+
     def summary(self) -> dict[str, float]:
         if not self.recent:
             return {}
