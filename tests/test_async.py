@@ -143,7 +143,7 @@ def test_sigkill_then_resume_continues_the_metric_history_and_takes_new_actor_se
     ckpt_path = latest_checkpoint(run / "checkpoints")
     ckpt_steps = int(ckpt_path.stem.split("_")[1])
     before = load_checkpoint(ckpt_path)["runner"]["actor_seeds"]
-    target = ckpt_steps + 400
+    target = -(-(ckpt_steps + 400) // LOG_EVERY) * LOG_EVERY  # a log point: checkpoints may fall between them
     resumed = start_training(root, "--resume", run.name, f"train.total_env_steps={target}")
     _, err = resumed.communicate(timeout=180)
     assert resumed.returncode == 0, err
