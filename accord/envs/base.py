@@ -81,6 +81,15 @@ class Step:
     def done(self) -> Tensor:
         return self.terminated | self.truncated
 
+    @classmethod
+    def first(cls, obs: dict[str, Tensor], state: Tensor, agent_mask: Tensor, avail_actions: Tensor) -> Step:
+        """A reset's output: no reward yet, nothing finished."""
+        b, n = agent_mask.shape
+        zeros = torch.zeros(b, device=state.device)
+        false = torch.zeros(b, dtype=torch.bool, device=state.device)
+        return cls(obs, state, zeros, torch.zeros(b, n, device=state.device), false, false.clone(), agent_mask,
+                   avail_actions)
+
     def with_final(self) -> Step:
         """Fill ``final_obs``/``final_state`` with the current ones where an env did not finish."""
         if self.final_state is None:

@@ -94,11 +94,7 @@ class Spread:
         if seed is not None:
             self._gen.manual_seed(seed)
         self._respawn(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
-        zeros = torch.zeros(self.num_envs, device=self.device)
-        false = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
-        obs, state = self._observe()
-        return Step(obs, state, zeros, zeros[:, None].expand(-1, self.n).clone(), false, false.clone(),
-                    self._alive, self._avail)
+        return Step.first(*self._observe(), self._alive, self._avail)
 
     def _respawn(self, where: Tensor) -> None:
         """Draw fresh episodes for envs where ``where`` [B] is True (one draw for all B: no loop)."""
