@@ -125,7 +125,8 @@ class CostMeter:
     def _clear(self) -> None:
         n = self.spec.n_agents
         self.sums = {k: torch.zeros(n, device=self.device) for k in (*TRAFFIC, "comm_gate", "capped")}
-        self.agent_steps, self.episodes = 0, 0
+        # Finished episodes, a tensor: counting them must not sync with the host on every env step.
+        self.agent_steps, self.episodes = 0, torch.zeros((), dtype=torch.long, device=self.device)
 
     def reset(self, seed: int | None = None) -> Step:
         self.capped.fill_(self.cap and self._broke)
@@ -150,7 +151,7 @@ class CostMeter:
         if self.limits:
             step = self._budget(step, per_agent)
         self.agent_steps += self.num_envs
-        self.episodes += int(step.done.sum())
+        self.episodes += step.done.sum()
         return step
 
     def _budget(self, step: Step, per_agent: dict[str, Tensor]) -> Step:
@@ -177,10 +178,11 @@ class CostMeter:
     def cost_counts(self) -> dict[str, float]:
         """Per-agent traffic since the last call: per episode, and the gate's opening rate per step."""
         out: dict[str, float] = {}
+        episodes = max(int(self.episodes), 1)
         for i, name in enumerate(self.spec.agent_names):
             for key, figure in TRAFFIC.items():
                 if key in self.seen:
-                    out[f"cost/{name}/{figure}_per_episode"] = float(self.sums[key][i]) / max(self.episodes, 1)
+                    out[f"cost/{name}/{figure}_per_episode"] = float(self.sums[key][i]) / episodes
             if "comm_gate" in self.seen:
                 out[f"cost/{name}/gate_rate"] = float(self.sums["comm_gate"][i]) / max(self.agent_steps, 1)
         self._clear()
