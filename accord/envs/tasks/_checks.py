@@ -25,3 +25,12 @@ def check_discrete_actions(
         raise EnvError(f"discrete actions must lie in 0..{n_actions - 1}, got values from "
                        f"{int(actions.min())} to {int(actions.max())}")
     return actions
+
+
+def seed_generator(gen: torch.Generator, seed: int | None, started: bool) -> None:
+    """Seed a task's generator on reset: with ``seed``; else, on the first reset only, from torch's
+    global RNG (so ``torch.manual_seed`` fixes an unseeded task); later resets continue the stream."""
+    if seed is not None:
+        gen.manual_seed(seed)
+    elif not started:
+        gen.manual_seed(int(torch.randint(2**62, ()).item()))

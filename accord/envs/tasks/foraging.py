@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 
 from accord.envs.base import EnvSpec, Step
-from accord.envs.tasks._checks import check_discrete_actions
+from accord.envs.tasks._checks import check_discrete_actions, seed_generator
 from accord.errors import ConfigError, EnvError
 
 NOOP, LOAD = 0, 5
@@ -119,10 +119,7 @@ class Foraging:
 
         Without a seed the generator continues (its first seed is drawn from torch's global RNG).
         """
-        if seed is not None:
-            self._gen.manual_seed(seed)
-        elif not self._started:
-            self._gen.manual_seed(int(torch.randint(2**62, ()).item()))  # follows torch.manual_seed
+        seed_generator(self._gen, seed, self._started)
         self._started = True
         self._spawn(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
         obs, state, self._avail = self._observe()

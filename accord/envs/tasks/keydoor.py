@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from accord.envs.base import EnvSpec, Step
-from accord.envs.tasks._checks import check_discrete_actions
+from accord.envs.tasks._checks import check_discrete_actions, seed_generator
 from accord.errors import ConfigError, EnvError
 
 # (row, col) displacement per action: noop, north, south, west, east.
@@ -67,10 +67,7 @@ class KeyDoor:
     # -- episode control -------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> Step:
         """Reset all envs; one generator draws the whole batch, so ``(seed, num_envs)`` fixes every env."""
-        if seed is not None:
-            self._gen.manual_seed(seed)
-        elif not self._started:
-            self._gen.manual_seed(int(torch.randint(2**62, ()).item()))  # follows torch.manual_seed
+        seed_generator(self._gen, seed, self._started)
         self._started = True
         self._spawn(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
         b, n = self.num_envs, self.n_agents
