@@ -208,7 +208,7 @@ def _layout(env: ParallelEnv, episode_limit: int | None) -> _Layout:
     if episode_limit is None:
         raise ConfigError(
             f"cannot tell the episode limit of {type(env.unwrapped).__name__} (it has no max_cycles); "
-            "hint: pass episode_limit=... to the vec env"
+            "set task.params.episode_limit=N (or episode_limit=N when you build the vec env in code)"
         )
     spec = EnvSpec(
         n_agents=n,
