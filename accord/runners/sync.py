@@ -71,13 +71,15 @@ class SyncRunner:
         self.current = env.reset(seed=seed)
         self.starts = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)
         self.h = policy.initial_state(env.num_envs)
+        self.batch.h_actor = None if self.h is None else self.h.clone()  # a learner's input: not an inference tensor
         self.stats = EpisodeStats(env.num_envs, env.device)
 
-    @torch.no_grad()
+    @torch.inference_mode()  # cheaper per op than no_grad; everything the learner reads is copied into the batch
     def collect(self) -> Rollout:
         """T steps of every env into the preallocated batch (overwritten by the next call)."""
         b = self.batch
-        b.h_actor = None if self.h is None else self.h.clone()
+        if self.h is not None:
+            b.h_actor.copy_(self.h)
         for t in range(self.t_len):
             s = self.current
             for m, x in s.obs.items():
