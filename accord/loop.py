@@ -100,7 +100,7 @@ def build_learner(cfg: Config, env: VecEnv) -> tuple[Learner, Runner]:
         from accord.runners.decoupled import make_decoupled_runner
 
         return learner, make_decoupled_runner(cfg, learner)
-    return learner, make_runner(env, learner, cfg.seed)
+    return learner, make_runner(env, learner, cfg.seed, cfg.train.compile)
 
 
 def train_step(learner: Learner, runner: Runner) -> dict[str, float]:

@@ -170,11 +170,11 @@ class EpisodeBuilder:
         if not any_done:
             return None
         idx = done.nonzero().squeeze(1)  # [D]
-        end = nxt.with_final()
+        final_obs, final_state = nxt.finals()
         last = t[idx]
-        for m, x in end.final_obs.items():
+        for m, x in final_obs.items():
             o.obs[m][idx, last] = x[idx]
-        o.state[idx, last] = end.final_state[idx]
+        o.state[idx, last] = final_state[idx]
         o.avail[idx, last] = o.avail[idx, last - 1]
         o.alive[idx, last] = o.alive[idx, last - 1]
         o.length[idx] = last

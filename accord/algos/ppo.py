@@ -80,11 +80,12 @@ def minibatches(batch: Rollout, logp_old: Tensor, adv: Tensor, targets: Tensor, 
     ``logp_old`` is PPO's pi_old: the actors' ``batch.logp``, or the learner's own when they lag."""
     fields = (batch.obs, batch.avail, batch.actions, logp_old, batch.values, batch.state,
               batch.agent_mask.float(), adv, targets)
-    if not recurrent:
-        flat = [{m: x.flatten(0, 1) for m, x in f.items()} if isinstance(f, dict) else f.flatten(0, 1)
-                for f in fields]  # [T * B, ...] views
-        for idx in torch.randperm(adv.shape[0] * adv.shape[1], device=adv.device).chunk(n):
-            yield Minibatch(*({m: x[idx] for m, x in f.items()} if isinstance(f, dict) else f[idx] for f in flat))
+    if not recurrent:  # one gather per field and epoch; the minibatches are contiguous slices of it
+        perm = torch.randperm(adv.shape[0] * adv.shape[1], device=adv.device)
+        shuffled = [{m: x.flatten(0, 1)[perm].chunk(n) for m, x in f.items()} if isinstance(f, dict)
+                    else f.flatten(0, 1)[perm].chunk(n) for f in fields]
+        for i in range(len(shuffled[-1])):
+            yield Minibatch(*({m: x[i] for m, x in f.items()} if isinstance(f, dict) else f[i] for f in shuffled))
         return
     for idx in torch.randperm(adv.shape[1], device=adv.device).chunk(n):
         yield Minibatch(*({m: x[:, idx] for m, x in f.items()} if isinstance(f, dict) else f[:, idx] for f in fields),

@@ -20,7 +20,7 @@ Actions: int64 ``[B, N]`` (discrete) or float32 ``[B, N, D]`` (continuous, in ``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 import torch
@@ -90,11 +90,12 @@ class Step:
         return cls(obs, state, zeros, torch.zeros(b, n, device=state.device), false, false.clone(), agent_mask,
                    avail_actions)
 
-    def with_final(self) -> Step:
-        """Fill ``final_obs``/``final_state`` with the current ones where an env did not finish."""
+    def finals(self) -> tuple[dict[str, Tensor], Tensor]:
+        """``(final_obs, final_state)``: the observation and state after this step, before any autoreset
+        (the current ones when no env finished)."""
         if self.final_state is None:
-            return replace(self, final_obs=self.obs, final_state=self.state)
-        return self
+            return self.obs, self.state
+        return self.final_obs, self.final_state
 
 
 @runtime_checkable

@@ -78,9 +78,9 @@ class AsParallelEnv(ParallelEnv):
         acting = self.agents
         step = self.env.step(self._joint_action(actions))
         finished = bool(step.done[0])
-        last = step.with_final() if finished else step
-        obs = self._agent_obs(last.final_obs if finished else step.obs)
-        self._state = (last.final_state if finished else step.state)[0].cpu().numpy()
+        obs, state = step.finals() if finished else (step.obs, step.state)
+        obs = self._agent_obs(obs)
+        self._state = state[0].cpu().numpy()
         rewards = step.agent_reward[0].cpu().numpy()
         alive = step.agent_mask[0].cpu().numpy()
         index = {a: i for i, a in enumerate(self.possible_agents)}

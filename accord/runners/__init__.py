@@ -37,16 +37,17 @@ class Learner(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-def make_runner(env: VecEnv, learner: Learner, seed: int) -> Runner:
-    """The in-process runner that feeds ``learner`` what its ``update`` takes."""
+def make_runner(env: VecEnv, learner: Learner, seed: int, compile: bool | str = False) -> Runner:
+    """The in-process runner that feeds ``learner`` what its ``update`` takes (``compile``: train.compile)."""
     if learner.collects == "hierarchical":
         from accord.runners.hierarchical import HierarchicalRunner
 
         return HierarchicalRunner(env, learner.policy, learner.rollout_len, seed)  # type: ignore[arg-type]
-    return make_collector(env, learner.policy, learner.collects, learner.rollout_len, seed)
+    return make_collector(env, learner.policy, learner.collects, learner.rollout_len, seed, compile)
 
 
-def make_collector(env: VecEnv, policy: Policy, collects: str, rollout_len: int, seed: int) -> Runner:
+def make_collector(env: VecEnv, policy: Policy, collects: str, rollout_len: int, seed: int,
+                   compile: bool | str = False) -> Runner:
     """A runner stepping ``env`` with ``policy``: whole episodes (``collects="episodes"``) or rollouts."""
     if collects == "episodes":
         from accord.runners.episode import EpisodeRunner
@@ -54,4 +55,4 @@ def make_collector(env: VecEnv, policy: Policy, collects: str, rollout_len: int,
         return EpisodeRunner(env, policy, rollout_len, seed)
     from accord.runners.sync import SyncRunner
 
-    return SyncRunner(env, policy, rollout_len, seed)
+    return SyncRunner(env, policy, rollout_len, seed, compile)

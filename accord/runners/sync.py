@@ -10,6 +10,7 @@ from collections import deque
 
 import torch
 
+from accord.compile import compiled
 from accord.envs.base import Step, VecEnv
 from accord.policy import Policy
 from accord.rollout import Rollout
@@ -65,10 +66,12 @@ class SyncRunner:
     batch in one pass.
     """
 
-    def __init__(self, env: VecEnv, policy: Policy, rollout_len: int, seed: int) -> None:
+    def __init__(self, env: VecEnv, policy: Policy, rollout_len: int, seed: int, compile: bool | str = False) -> None:
         self.env, self.policy, self.t_len = env, policy, rollout_len
+        self._act = compiled(policy.step, compile, "the policy's acting step")  # train.compile
         self.batch = Rollout.allocate(env.spec, rollout_len, env.num_envs, env.device)
-        self.current = env.reset(seed=seed)
+        with torch.inference_mode():  # the env's tensors are inference tensors from the start, as in collect
+            self.current = env.reset(seed=seed)
         self.starts = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)
         self.h = policy.initial_state(env.num_envs)
         self.batch.h_actor = None if self.h is None else self.h.clone()  # a learner's input: not an inference tensor
@@ -85,13 +88,12 @@ class SyncRunner:
             for m, x in s.obs.items():
                 b.obs[m][t] = x
             b.state[t], b.avail[t], b.agent_mask[t], b.starts[t] = s.state, s.avail_actions, s.agent_mask, self.starts
-            b.actions[t], b.logp[t], self.h = self.policy.step(s.obs, s.avail_actions, self.h, self.starts)
+            b.actions[t], b.logp[t], self.h = self._act(s.obs, s.avail_actions, self.h, self.starts)
             nxt = self.env.step(b.actions[t])
             b.reward[t], b.agent_reward[t] = nxt.reward, nxt.agent_reward
             b.terminated[t], b.truncated[t] = nxt.terminated, nxt.truncated
-            final = nxt.with_final()
-            b.next_state[t] = final.final_state
-            for m, x in final.final_obs.items():
+            final_obs, b.next_state[t] = nxt.finals()
+            for m, x in final_obs.items():
                 b.final_obs[m][t] = x
             self.stats.add(nxt)
             self.starts = nxt.done
