@@ -7,6 +7,7 @@ and mask checks), so the guard stays on by default.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -110,13 +111,13 @@ class GuardedVecEnv:
 
         # One op over every float field: the max |x| of each is finite iff the field holds no NaN/inf.
         present = [t for _, t in finite if t.numel()]
-        flags = [torch.isfinite(torch.stack(torch._foreach_norm(present, float("inf")))).all()] if present else []
+        flags = [(torch.stack(torch._foreach_norm(present, float("inf"))) < float("inf")).all()] if present else []
         tokens = [(f"{prefix}['text']", obs["text"]) for prefix, obs, _ in observations if "text" in obs]
         flags += [((t >= 0) & (t < spec.vocab_size)).all() for _, t in tokens]
         some_action = step.avail_actions.any(-1) | ~step.agent_mask  # [B, N]; discrete only
         if spec.avail_dim:
             flags.append(some_action.all())
-        if bool(torch.stack(flags).all()):  # the only host sync on the happy path
+        if not flags or bool(functools.reduce(torch.logical_and, flags)):  # the only host sync on the happy path
             return step
         for field, t in finite:
             bad = ~torch.isfinite(t)

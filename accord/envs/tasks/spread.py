@@ -7,8 +7,8 @@ Physics follow MPE: force = 5 * action, velocity damping 0.25, dt 0.1, unit mass
 forces between agents (radius 0.15). Agents start uniformly in [-1, 1]^2 at rest, landmarks in
 [-0.9, 0.9]^2 (both scaled by ``spawn_range``, 1 by default; the robustness suite widens it).
 Episodes last ``episode_limit`` steps (25) and then truncate. ``compile`` (true | false | auto, as
-``train.compile``) runs the step's physics, rewards and observations as one compiled kernel: about
-3x less time per step at a few envs, where per-op overhead dominates (docs/speed.md).
+``train.compile``) runs the step's physics, rewards and observations as one compiled kernel, for a
+few envs, where per-op overhead is most of a step's time (docs/speed.md).
 
 - Discrete actions (5): 0 no-op, 1 -x, 2 +x, 3 -y, 4 +y. Continuous: a force in [-1, 1]^2.
 - Team reward per step: ``-sum_l min_i |p_i - l| - C``, C the number of colliding ordered
