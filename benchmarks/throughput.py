@@ -14,6 +14,7 @@ the core (it leaves out time spent waiting for the core, and the compiler's work
 
     python benchmarks/throughput.py                      # 3 agents at 16, 64, 256, 1024 envs
     python benchmarks/throughput.py --agents 3 8 32 --envs 64
+    python benchmarks/throughput.py --config configs/spread_ippo_jaxmarl.yaml --envs 16   # compiled
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ def print_table(rows: list[dict], first: tuple[str, str], rates: tuple[str, str,
               + " ".join(f"{r['share'][p]:>{len(p)}.2f}" for p in parts))
 
 
-def measure(n_agents: int, num_envs: int, seconds: float, overrides: list[str]) -> dict[str, float]:
-    cfg = load_config("configs/spread_mappo.yaml",
+def measure(config: str, n_agents: int, num_envs: int, seconds: float, overrides: list[str]) -> dict[str, float]:
+    torch._dynamo.reset()  # a fresh learner per measurement: drop the last one's compiled code (recompile limit)
+    cfg = load_config(config,
                       [f"task.params.n_agents={n_agents}", f"task.num_envs={num_envs}", *overrides])
     env = make_env(cfg.task)
     algo, runner = build_learner(cfg, env)
@@ -88,6 +90,7 @@ def measure(n_agents: int, num_envs: int, seconds: float, overrides: list[str]) 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="configs/spread_mappo.yaml", help="a PPO config on the spread task")
     p.add_argument("--agents", type=int, nargs="+", default=[3])
     p.add_argument("--envs", type=int, nargs="+", default=[16, 64, 256, 1024])
     p.add_argument("--repeats", type=int, default=3)
@@ -102,9 +105,9 @@ def main() -> None:
     rows = []
     for n in args.agents:
         for b in args.envs:
-            runs = [measure(n, b, args.seconds, args.overrides) for _ in range(args.repeats)]
+            runs = [measure(args.config, n, b, args.seconds, args.overrides) for _ in range(args.repeats)]
             med, shares = summarize(runs, ("env", "inference", "update"))
-            row = {"bench": "throughput", "task": "spread", "algorithm": "mappo", "n_agents": n, "num_envs": b,
+            row = {"bench": "throughput", "task": "spread", "config": args.config, "n_agents": n, "num_envs": b,
                    "env_steps_per_s": round(med["env"]), "rollout_steps_per_s": round(med["rollout"]),
                    "train_steps_per_s": round(med["train"]),
                    "share": shares, "repeats": args.repeats, "threads": args.threads, "clock": args.clock,
