@@ -26,6 +26,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,10 +137,12 @@ def run(cmd: list[str], core: int, log: Path, peer: bool, tag: str = "RESULT") -
     """Run ``cmd`` pinned to ``core``; its last ``tag`` line, plus the seconds from launch
     (``process_s``) and, given the runner's ``trained_at``, from launch to the end of training."""
     launched = time.time()
-    with log.open("a") as out:
+    # accord compiles cold in every run, as JaxMARL does: an empty inductor cache of its own.
+    with log.open("a") as out, tempfile.TemporaryDirectory(prefix="accord-inductor-") as cache:
         out.write(f"$ {' '.join(cmd)}\n")
         out.flush()
-        proc = subprocess.run(["taskset", "-c", str(core), *cmd], env=pinned_env(peer), cwd=ROOT, text=True,
+        env = pinned_env(peer) if peer else {**pinned_env(peer), "TORCHINDUCTOR_CACHE_DIR": cache}
+        proc = subprocess.run(["taskset", "-c", str(core), *cmd], env=env, cwd=ROOT, text=True,
                               stdout=subprocess.PIPE, stderr=out)
         out.write(proc.stdout)
     found = tagged(proc.stdout, tag)
