@@ -1,6 +1,7 @@
 """One accord run of a config (plus ``key=value`` overrides), measured like the peers' runs.
 
-Prints one ``RESULT {json}`` line: frames (env steps), training wall time, frames/s, peak RSS, the
+Prints one ``RESULT {json}`` line: frames (env steps), training wall time, frames/s (also after the
+first log point, which holds any compile: ``fps_after_first_log``), peak RSS, the
 return of the last 100 training episodes, the learning curve (training return at each log point),
 ``trained_at`` (the clock when training ended, for the driver's time from launch) and the greedy
 policy's return over ``--eval-episodes`` fresh episodes (not counted in any time).
@@ -35,12 +36,18 @@ def main() -> None:
         result = train(cfg, progress=False)
         trained_at = time.time()
         rss = peak_rss_mib()  # of training alone
+        records = MetricsLog.read(result.run.path)
         curve = [[r["env_steps"], None if r.get("return_mean") is None else round(r["return_mean"], 3)]
-                 for r in MetricsLog.read(result.run.path) if "return_mean" in r]
+                 for r in records if "return_mean" in r]
+        # After the first log point, which holds any torch.compile (JaxMARL's fps is after its compile).
+        timed = [r for r in records if "wall_s" in r]
+        fps_after_first = (round((timed[-1]["env_steps"] - timed[0]["env_steps"])
+                                 / max(timed[-1]["wall_s"] - timed[0]["wall_s"], 1e-9), 1) if len(timed) > 1 else None)
         greedy = None
         if args.eval_episodes > 0:
             greedy = evaluate_run(result.run.path.name, root=runs, episodes=args.eval_episodes)["policy"]["return_mean"]
     report(trainer="accord", frames=result.env_steps, wall_s=round(result.wall_s, 2), fps=round(result.fps, 1),
+           fps_after_first_log=fps_after_first, first_log_steps=timed[0]["env_steps"] if timed else None,
            trained_at=trained_at, peak_rss_mib=round(rss), seed=cfg.seed, num_envs=cfg.task.num_envs,
            return_train=round(result.return_mean, 3), return_eval=greedy, curve=curve)
 
