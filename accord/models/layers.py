@@ -32,8 +32,8 @@ class AgentLinear(nn.Module):
 
     def forward(self, x: Tensor, agent: int | None = None) -> Tensor:
         """``agent=i``: inputs ``[..., 1, in]`` are agent i's alone (decentralized execution, export)."""
-        if self.shared:  # the functional call skips a module dispatch: this runs on every env step
-            return nn.functional.linear(x, self.linear.weight, self.linear.bias)
+        if self.shared:
+            return self.linear(x)
         w, b = (self.weight, self.bias) if agent is None else (self.weight[agent:agent + 1], self.bias[agent:agent + 1])
         return torch.einsum("...ni,nio->...no", x, w) + b  # [..., N, out]
 
