@@ -50,6 +50,24 @@ def test_gru_state_resets_at_episode_starts():
     assert torch.allclose(out[2:], fresh, atol=1e-6)
 
 
+def test_gru_without_starts_inside_is_one_fused_call_equal_to_the_cell_loop():
+    torch.manual_seed(0)
+    gru = MaskedGRU(4, 6)
+    x, h0 = torch.randn(7, 3, 2, 4, requires_grad=True), torch.randn(3, 2, 6)
+    starts = torch.zeros(7, 3, 2, dtype=torch.bool)
+    starts[0, 1] = True  # a start at the first step only: the fused path
+    out, h = gru(x, h0, starts)
+    ref, hs = [], h0 * (~starts[0]).unsqueeze(-1)
+    for t in range(7):
+        hs = gru.cell(x[t].reshape(-1, 4), hs.reshape(-1, 6)).view(3, 2, 6)
+        ref.append(hs)
+    torch.testing.assert_close(out, torch.stack(ref), rtol=0, atol=1e-6)
+    torch.testing.assert_close(h, hs, rtol=0, atol=1e-6)
+    grad_fused = torch.autograd.grad(out.sum(), x)[0]
+    grad_loop = torch.autograd.grad(torch.stack(ref).sum(), x)[0]
+    torch.testing.assert_close(grad_fused, grad_loop, rtol=1e-5, atol=1e-6)
+
+
 def test_centralized_critic_sees_state_and_local_critic_sees_obs():
     obs = {"vector": torch.randn(1, 2, 3, 4)}
     state = torch.randn(1, 2, 6)
