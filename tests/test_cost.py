@@ -114,9 +114,10 @@ def test_cost_figures_agree_with_the_onnx_export(tmp_path):
         graph = onnx.load(str(tmp_path / "bundle" / agent["graph"])).graph
         weights = sum(numpy_helper.to_array(t).nbytes for t in graph.initializer)
         assert cost["weight_bytes"] == weights and cost["flops"] == agent["flops"]
-        # Latency: two runs of one timer on a busy shared CPU; medians agree within a factor of 3.
+        # Latency: two timings minutes apart on a shared CPU whose speed moves by 2-3x (one CI run saw
+        # 126 against 404 us); the medians agree within a factor of 5 (a unit error would be 1000x).
         torch_p50 = agent["latency"]["torch"]["p50_us"]
-        assert torch_p50 / 3 <= cost["latency_p50_us"] <= 3 * torch_p50, (cost, agent["latency"])
+        assert torch_p50 / 5 <= cost["latency_p50_us"] <= 5 * torch_p50, (cost, agent["latency"])
 
 
 def test_a_negative_budget_is_one_line_and_exit_2(tmp_path):
