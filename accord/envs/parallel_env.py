@@ -78,7 +78,7 @@ class AsParallelEnv(ParallelEnv):
         acting = self.agents
         step = self.env.step(self._joint_action(actions))
         finished = bool(step.done[0])
-        obs, state = step.finals() if finished else (step.obs, step.state)
+        obs, state = step.finals()  # the episode's last observation when it finished (before autoreset)
         obs = self._agent_obs(obs)
         self._state = state[0].cpu().numpy()
         rewards = step.agent_reward[0].cpu().numpy()
