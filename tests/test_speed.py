@@ -15,6 +15,7 @@ from accord.compile import compiled
 from accord.config import load_config
 from accord.envs.registry import make_env
 from accord.errors import ConfigError
+from accord.optim import clip_grad_norms
 
 TINY = ["architecture=decentralized", "task.params.n_agents=2", "task.num_envs=4", "ppo.rollout_len=8",
         "model.hidden=16", "model.activation=tanh", "ppo.epochs=1", "ppo.value_norm=false"]
@@ -156,3 +157,24 @@ def test_compiled_acting_step_draws_the_eager_actions():
     assert torch.equal(eager.actions, fast.actions)
     torch.testing.assert_close(fast.logp, eager.logp, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(fast.obs["vector"], eager.obs["vector"])
+
+
+def test_clip_grad_norms_matches_torch_clipping_each_group_bit_for_bit():
+    """One norm kernel over several groups gives torch's per-group clip_grad_norm_, norms and gradients."""
+    torch.manual_seed(0)
+    nets = [torch.nn.Linear(5, 7), torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))]
+    unused = torch.nn.Parameter(torch.zeros(2))  # no gradient: skipped, as torch skips it
+    for scale in (10.0, 1e-3):  # clipped, and under the limit (left as it is)
+        groups = [list(nets[0].parameters()) + [unused], list(nets[1].parameters()), []]
+        for p in groups[0][:-1] + groups[1]:
+            p.grad = torch.randn_like(p) * scale
+        expected_grads = [p.grad.clone() for g in groups for p in g if p.grad is not None]
+        ref = [p.detach().clone().requires_grad_() for p in groups[0][:-1] + groups[1]]
+        for r, g in zip(ref, expected_grads, strict=True):
+            r.grad = g
+        want = [torch.nn.utils.clip_grad_norm_(ref[:2], 0.5), torch.nn.utils.clip_grad_norm_(ref[2:], 0.5)]
+        got = clip_grad_norms(groups, 0.5)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]) and float(got[2]) == 0.0
+        assert all(torch.equal(p.grad, r.grad) for p, r in zip(groups[0][:-1] + groups[1], ref, strict=True))
+        assert unused.grad is None
+    assert float(want[0]) < 0.5  # the second round was under the limit

@@ -25,6 +25,7 @@ from accord.credit.vtrace import truncated_ratios
 from accord.envs.base import EnvSpec
 from accord.models.actor_critic import Critic
 from accord.models.value_norm import ValueNorm
+from accord.optim import clip_grad_norms
 from accord.policy import Policy
 from accord.rollout import Rollout
 
@@ -114,6 +115,7 @@ class PPO:
         # Fused Adam: one kernel per step instead of a dozen small ops per parameter (~20% of an update).
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.ppo.lr, eps=1e-5, fused=True)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.ppo.critic_lr, eps=1e-5, fused=True)
+        self._groups = (list(self.actor.parameters()), list(self.critic.parameters()))  # no module walk per step
         self.credit: CreditModule = CREDIT[cfg.credit.name].fn(cfg, spec).to(device)
         self.rollout_len = cfg.ppo.rollout_len
         self._h_critic: Tensor | None = None  # the critic's recurrent state where the last batch stopped
@@ -220,11 +222,11 @@ class PPO:
 
     def _step(self, loss: Tensor) -> tuple[Tensor, Tensor]:
         """One backward through actor and critic (they share no parameters), then each clipped and stepped."""
-        self.actor_opt.zero_grad(set_to_none=True)
-        self.critic_opt.zero_grad(set_to_none=True)
+        for group in self._groups:
+            for param in group:
+                param.grad = None
         loss.backward()
-        norms = tuple(nn.utils.clip_grad_norm_(m.parameters(), self.cfg.ppo.max_grad_norm)
-                      for m in (self.actor, self.critic))
+        norms = tuple(clip_grad_norms(self._groups, self.cfg.ppo.max_grad_norm))
         self.actor_opt.step()
         self.critic_opt.step()
         return norms

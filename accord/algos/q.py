@@ -16,13 +16,14 @@ import logging
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from accord.config import Config
 from accord.credit import CREDIT
 from accord.credit.gae import backward_scan
 from accord.envs.base import EnvSpec
 from accord.models.value_norm import ValueNorm
+from accord.optim import clip_grad_norms
 from accord.policy import Policy
 from accord.replay import EpisodeBatch, EpisodeBuffer, EpisodeChunk
 
@@ -149,7 +150,7 @@ class QLearner:
         # Step: Adam on agents + mixer with gradient-norm clipping, then the target networks.
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.params, p.max_grad_norm)
+        (grad_norm,) = clip_grad_norms([self.params], p.max_grad_norm)
         self.opt.step()
         self.updates += 1
         self._update_targets()

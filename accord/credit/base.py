@@ -27,6 +27,7 @@ from accord.config import Config
 from accord.credit.gae import gae
 from accord.envs.base import EnvSpec
 from accord.models.actor_critic import Actor
+from accord.optim import clip_grad_norms
 from accord.rollout import Rollout
 
 
@@ -93,7 +94,7 @@ class CreditModule(nn.Module):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for group in opt.param_groups for p in group["params"]]
-        norm = nn.utils.clip_grad_norm_(params, max_norm)
+        (norm,) = clip_grad_norms([params], max_norm)
         opt.step()
         return norm
 

@@ -277,6 +277,11 @@ class PettingZooVecEnv:
         self.team_reward = team_reward
         self._agents = self.spec.agent_names
         self._obs_keys = [f"obs/{m}" for m in self.spec.obs_shapes]
+        # Per agent, where each observation entry goes: (entry, array key, offset in the vector row).
+        self._slots = [_slots(pieces) for pieces in self._layout.pieces]
+        self._padded_avail = [not row.all() for row in self._layout.default_avail]
+        spaces_ = self._layout.action_spaces
+        self._discrete_starts = [int(s.start) for s in spaces_] if self.spec.action_kind == "discrete" else None
         if self._faults is not None:
             self._streak = [0] * self.num_envs  # consecutive failures per env copy
             self._quarantined: dict[int, int] = {}  # env index -> steps into its placeholder episode
@@ -323,9 +328,10 @@ class PettingZooVecEnv:
         finals: dict[int, tuple[dict[str, np.ndarray], np.ndarray]] = {}
         success = np.zeros(self.num_envs, np.float32)
         has_success = False
+        rows = actions.tolist() if self._discrete_starts is not None else actions  # Python ints: cheap to offset
         for b, env in enumerate(self.envs):
             live = set(env.agents)
-            acts = {a: self._action(i, actions[b, i]) for i, a in enumerate(self._agents) if a in live}
+            acts = {a: self._action(i, rows[b][i]) for i, a in enumerate(self._agents) if a in live}
             if self._faults is not None:  # per-env retries, restarts and quarantine
                 got = self._faulty_step(b, acts, out)
                 if got is None:
@@ -338,8 +344,8 @@ class PettingZooVecEnv:
             out["agent_reward"][b] = agent_reward
             out["reward"][b] = agent_reward.sum() if self.team_reward == "sum" else agent_reward.mean()
             ended = {a for a in self._agents if terms.get(a, False) or truncs.get(a, False)}
-            present = self._present(env, obs)
-            alive = [p and a not in ended for p, a in zip(present, self._agents, strict=True)]
+            live = set(env.agents)
+            alive = [a in live and a in obs and a not in ended for a in self._agents]
             if any(alive):
                 self._fill(out, b, env, obs, infos, alive)
                 continue
@@ -352,6 +358,7 @@ class PettingZooVecEnv:
                 has_success, success[b] = True, max(float(f) for f in flags)
             finals[b] = ({k: out[k][b].copy() for k in self._obs_keys}, out["state"][b].copy())
             obs, infos = env.reset()
+            self._clear(out, b)
             self._fill(out, b, env, obs, infos, self._present(env, obs))
         if has_success:
             out["info/success"] = success
@@ -439,6 +446,12 @@ class PettingZooVecEnv:
         live = set(env.agents)
         return [a in live and a in obs for a in self._agents]
 
+    def _clear(self, out: Arrays, b: int) -> None:
+        """Env ``b``'s rows as :meth:`_empty` made them (zero obs, all-True avail), to be filled again."""
+        for k in self._obs_keys:
+            out[k][b] = 0
+        out["avail_actions"][b] = True
+
     def _fill(
         self,
         out: Arrays,
@@ -448,53 +461,56 @@ class PettingZooVecEnv:
         infos: dict[str, dict],
         show: list[bool],
     ) -> None:
-        """Write env ``b``'s obs, mask, avail and state into ``out``; agents not shown count as dead."""
+        """Write env ``b``'s obs, mask, avail and state into rows that :meth:`_empty` or :meth:`_clear`
+        left as dead agents have them (zero obs, all-True avail); agents not shown count as dead."""
         lay = self._layout
-        for k in self._obs_keys:
-            out[k][b] = 0  # dead: zero obs, all-True avail
-        out["avail_actions"][b] = True
         out["agent_mask"][b] = show
         for i, a in enumerate(self._agents):
             if not show[i]:
                 continue
             raw = obs[a]
-            mask = infos.get(a, {}).get("action_mask")
+            mask = infos.get(a, {}).get("action_mask") if infos else None
             if lay.dict_obs:
                 mask = raw.get("action_mask", mask)
                 raw = raw["observation"]
             elif lay.multimodal:
                 mask = raw.get("action_mask", mask)
-            offset = 0
-            for piece in lay.pieces[i]:
+            for piece, key, offset in self._slots[i]:
                 value = raw if piece.key is None else raw[piece.key]
-                row = out[f"obs/{piece.modality}"][b, i]
                 if piece.modality == "vector":
-                    row[offset: offset + piece.shape[0]] = np.asarray(value, np.float32).reshape(-1)
-                    offset += piece.shape[0]
+                    out[key][b, i, offset: offset + piece.shape[0]] = np.asarray(value, np.float32).reshape(-1)
                 elif piece.modality == "image":
-                    row[:] = _image(a, piece, value)
+                    out[key][b, i] = _image(a, piece, value)
                 else:
                     tokens = _tokens(a, piece, value)
-                    row[: tokens.size] = tokens
-            if self.spec.action_kind == "discrete":
+                    out[key][b, i, : tokens.size] = tokens
+            if mask is not None:
+                mask = np.asarray(mask, bool).reshape(-1)
                 avail = out["avail_actions"][b, i]
-                if mask is None:
-                    avail[:] = lay.default_avail[i]
-                else:
-                    mask = np.asarray(mask, bool).reshape(-1)
-                    avail[:] = False
-                    avail[: mask.size] = mask
+                avail[:] = False
+                avail[: mask.size] = mask
+            elif self._padded_avail[i]:  # an agent with fewer actions than the largest action space
+                out["avail_actions"][b, i] = lay.default_avail[i]
         if lay.has_state_fn:
             out["state"][b] = np.asarray(env.state(), np.float32).reshape(-1)
         elif self.spec.state_dim:
             out["state"][b] = out["obs/vector"][b].reshape(-1)  # [N, D] -> [N * D]
 
-    def _action(self, i: int, a: np.ndarray) -> Any:
+    def _action(self, i: int, a: Any) -> Any:
+        if self._discrete_starts is not None:
+            return int(a) + self._discrete_starts[i]
         space = self._layout.action_spaces[i]
-        if isinstance(space, spaces.Discrete):
-            return int(a) + int(space.start)
         dim = int(np.prod(space.shape))
         return np.clip(a[:dim].reshape(space.shape), space.low, space.high).astype(space.dtype)
+
+
+def _slots(pieces: tuple[_Piece, ...]) -> list[tuple[_Piece, str, int]]:
+    """Each entry of one agent's observation with its batched array and its offset in a vector row."""
+    slots, offset = [], 0
+    for piece in pieces:
+        slots.append((piece, f"obs/{piece.modality}", offset))
+        offset += piece.shape[0] if piece.modality == "vector" else 0
+    return slots
 
 
 def _image(agent: str, piece: _Piece, value: Any) -> np.ndarray:
