@@ -112,6 +112,15 @@ class ModelConfig(Section):
                                                    "concatenated, or pooled by learned attention weights.")
     drop_modalities: list[str] = Field(default_factory=list, description="Modalities whose input is zeroed "
                                        "(an ablation: same network, no information), e.g. [text].")
+    critic_layers: int | None = Field(None, ge=1, description="Hidden layers of the PPO critic's MLP; null: "
+                                      "`layers`.")
+    critic_recurrent: bool | None = Field(None, description="A GRU in the PPO critic; null: as `recurrent`. "
+                                          "EPyMARL's MAPPO pairs a recurrent actor with a feed-forward critic.")
+
+    def for_critic(self) -> ModelConfig:
+        """These settings with the PPO critic's own depth and recurrence."""
+        recurrent = self.recurrent if self.critic_recurrent is None else self.critic_recurrent
+        return self.model_copy(update={"layers": self.critic_layers or self.layers, "recurrent": recurrent})
 
 
 class PPOConfig(Section):

@@ -67,7 +67,8 @@ def estimate(cfg: Config, spec: EnvSpec | None = None) -> dict[str, tuple[str, i
     inputs = feats + (n if m.agent_id else 0)
     copies = 1 if m.share_params else n
     actor = _mlp(inputs, m.hidden, m.layers, actions, m.recurrent) * copies
-    critic = _mlp((state or feats) + n, m.hidden, m.layers, 1, m.recurrent) * copies
+    c = m.for_critic()
+    critic = _mlp((state or feats) + n, c.hidden, c.layers, 1, c.recurrent) * copies
     nets = (actor + critic) * _FLOAT * _ADAM
     obs_bytes = feats * _FLOAT if spec is None else sum(  # one observation, by dtype (images uint8)
         math.prod(s) * OBS_DTYPES.get(k, torch.float32).itemsize for k, s in spec.obs_shapes.items())

@@ -169,6 +169,7 @@ def test_bad_inputs_fail_in_one_line(tmp_path, monkeypatch):
     assert "runner.max_lag" in _fails("runner.kind=async", "runner.max_lag=-1")
     line = _fails("runner.kind=async", "credit.name=counterfactual")
     assert "cannot correct policy lag" in line and "shared" in line
+    assert "model.critic_recurrent" in _fails("runner.kind=async", "model.critic_recurrent=true")
     assert "runner.kind=sync only" in _fails("task.name=keydoor", "architecture=hierarchical", "runner.kind=async")
     assert "runner.address" in _fails(f"runs_dir={tmp_path}", "runner.kind=ray", "runner.address=127.0.0.1:9",
                                       "task.num_envs=2")

@@ -78,3 +78,25 @@ def test_centralized_critic_sees_state_and_local_critic_sees_obs():
     # Changing the state moves the centralized critic only.
     assert not torch.allclose(central(obs, state + 1)[0], v_c)
     assert torch.allclose(local(obs, state + 1)[0], v_l)
+
+
+def test_recurrent_actor_with_a_feed_forward_critic_of_its_own_depth():
+    """model.critic_recurrent / critic_layers (EPyMARL's MAPPO: GRU actor, MLP 2-layer critic): the
+    critic carries no recurrent state, the actor keeps its GRU, and an update trains both."""
+    from accord.config import load_config
+    from accord.envs.registry import make_env
+    from accord.loop import build_learner, train_step
+
+    cfg = load_config(None, ["model.recurrent=true", "model.layers=1", "model.critic_recurrent=false",
+                             "model.critic_layers=2", "task.num_envs=4", "ppo.rollout_len=25"])
+    env = make_env(cfg.task)
+    learner, runner = build_learner(cfg, env)
+    assert learner.actor.body.gru is not None and learner.critic.body.gru is None
+    assert sum(isinstance(m, AgentLinear) for m in learner.critic.body.mlp) == 2
+    assert sum(isinstance(m, AgentLinear) for m in learner.actor.body.mlp) == 1
+    before = [p.clone() for p in learner.critic.parameters()]
+    out = train_step(learner, runner)
+    assert runner.batch.h_critic is None and runner.batch.h_actor is not None
+    assert all(torch.isfinite(torch.tensor(v)) for v in out.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, learner.critic.parameters(), strict=True))
+    env.close()

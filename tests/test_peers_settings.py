@@ -90,9 +90,12 @@ def test_epymarl_matched_with_gru():
     p = cfg.ppo
     assert (cfg.task.name, cfg.task.num_envs, p.rollout_len, p.epochs, p.minibatches) == ("gymma", 10, 50, 4, 1)
     assert cfg.model.recurrent and cfg.model.layers == 1 and cfg.model.hidden == 128
+    critic = cfg.model.for_critic()  # EPyMARL's cv_critic: MLP 128-128 on the state, no GRU
+    assert not critic.recurrent and critic.layers == 2 and critic.hidden == 128
     assert (p.lr, p.entropy_coef, p.max_grad_norm, p.value_norm) == (3e-4, 0.001, 10, False)
     differs = {r.name for r in rows if r.differs}
-    assert {"critic", "value targets", "reward standardization"} <= differs
+    assert {"value targets", "reward standardization"} <= differs and "critic" not in differs
+    assert "critic" in {r.name for r in settings.epymarl({**EPYMARL, "obs_last_action": True}) if r.differs}
     # EPyMARL tests 100 episodes at 0, 50k, ..., 200k; accord at 50k, ..., 200k and its best checkpoint,
     # greedy and sampled: 5 x 100 = 5 x 2 x 50 episodes.
     assert (cfg.eval.interval, cfg.eval.episodes, cfg.eval.final_factor) == (50000, 50, 1)

@@ -68,9 +68,10 @@ def test_minibatches_partition_the_env_steps_once_per_epoch():
 
 
 @pytest.mark.slow  # compiles the loss (tens of seconds on one core); not a learning test
-def test_compiled_update_gives_the_eager_parameters():
-    eager, batch = _learner(["train.compile=false", "ppo.minibatches=2"])
-    fast, _ = _learner(["train.compile=true", "ppo.minibatches=2"])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])  # relu: compiled as (x + |x|) / 2 (models/layers.py)
+def test_compiled_update_gives_the_eager_parameters(activation):
+    eager, batch = _learner(["train.compile=false", "ppo.minibatches=2", f"model.activation={activation}"])
+    fast, _ = _learner(["train.compile=true", "ppo.minibatches=2", f"model.activation={activation}"])
     fast.actor.load_state_dict(eager.actor.state_dict())
     fast.critic.load_state_dict(eager.critic.state_dict())
     torch.manual_seed(5)

@@ -90,7 +90,8 @@ def minibatches(batch: Rollout, logp_old: Tensor, adv: Tensor, targets: Tensor, 
         return
     for idx in torch.randperm(adv.shape[1], device=adv.device).chunk(n):
         yield Minibatch(*({m: x[:, idx] for m, x in f.items()} if isinstance(f, dict) else f[:, idx] for f in fields),
-                        starts=batch.starts[:, idx], h_actor=batch.h_actor[idx], h_critic=batch.h_critic[idx])
+                        starts=batch.starts[:, idx], h_actor=batch.h_actor[idx],
+                        h_critic=None if batch.h_critic is None else batch.h_critic[idx])
 
 
 class PPO:
@@ -110,7 +111,7 @@ class PPO:
                               "use architecture=decentralized or ppo.critic=local")
         self.policy = Policy.build(spec, cfg.model, log_std_init=cfg.ppo.log_std_init, device=device)
         self.actor = self.policy.actor
-        self.critic = Critic(spec, cfg.model, centralized).to(device)
+        self.critic = Critic(spec, cfg.model.for_critic(), centralized).to(device)
         self.value_norm = ValueNorm().to(device) if cfg.ppo.value_norm else None
         # Fused Adam: one kernel per step instead of a dozen small ops per parameter (~20% of an update).
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.ppo.lr, eps=1e-5, fused=True)
@@ -134,7 +135,7 @@ class PPO:
         pass over the T + 1 observations, one more over the final observations of truncated episodes."""
         # hs[t] is the recurrent state after step t: where the final observation's value continues from.
         t_len, b = batch.reward.shape
-        if self.cfg.model.recurrent and (self._h_critic is None or self._h_critic.shape[0] != b):
+        if self.critic.recurrent and (self._h_critic is None or self._h_critic.shape[0] != b):
             self._h_critic = batch.avail.new_zeros(b, *batch.agent_mask.shape[2:], self.cfg.model.hidden,
                                                    dtype=torch.float32)
         batch.h_critic = self._h_critic

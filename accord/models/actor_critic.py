@@ -103,6 +103,7 @@ class Critic(nn.Module):
     def __init__(self, spec: EnvSpec, cfg: ModelConfig, centralized: bool) -> None:
         super().__init__()
         self.centralized = centralized
+        self.recurrent = cfg.recurrent
         self.n_agents = spec.n_agents
         self.encoder = None if centralized else ObsEncoder(spec, cfg)
         n_in = spec.state_dim if centralized else self.encoder.out_dim

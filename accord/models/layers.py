@@ -38,9 +38,21 @@ class AgentLinear(nn.Module):
         return torch.einsum("...ni,nio->...no", x, w) + b  # [..., N, out]
 
 
+class ReLU(nn.ReLU):
+    """ReLU that a compiled graph computes as (x + |x|) / 2: the same values, and a gradient without
+    ReLU's saved boolean mask. Inductor's CPU kernels store and load boolean tensors 20-40x slower
+    than float ones on AVX2 (this project's CPUs), which made compiled ReLU networks slower than
+    eager ones (docs/speed.md). The gradient at exactly 0 is 1/2 there instead of 0."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.compiler.is_compiling():
+            return 0.5 * (x + x.abs())
+        return super().forward(x)
+
+
 def mlp(n_in: int, hidden: int, layers: int, n_agents: int, shared: bool, activation: str) -> nn.Sequential:
     """``layers`` hidden AgentLinear layers with the chosen activation."""
-    act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
+    act = {"relu": ReLU, "tanh": nn.Tanh}[activation]
     mods: list[nn.Module] = []
     for i in range(layers):
         mods += [AgentLinear(n_in if i == 0 else hidden, hidden, n_agents, shared), act()]

@@ -49,8 +49,9 @@ def decoupled_problems(cfg: Config, credit_method: Any) -> list[str]:
             fits = [n for n, m in CREDIT.items() if "ppo" in m.algorithms and getattr(m.fn, "corrects_lag", False)]
             problems.append(f"credit.name: '{cfg.credit.name}' cannot correct policy lag (runner.kind={kind}); "
                             f"allowed: {', '.join(fits)}, or runner.kind=sync")
-        if cfg.model.recurrent:
-            problems.append(f"model.recurrent: not with runner.kind={kind} for ppo (the critic's memory would "
+        if cfg.model.recurrent or cfg.model.critic_recurrent:
+            key = "model.recurrent" if cfg.model.recurrent else "model.critic_recurrent"
+            problems.append(f"{key}: not with runner.kind={kind} for ppo (the critic's memory would "
                             "jump between actors); use runner.kind=sync")
     if cfg.architecture == "hierarchical":
         problems.append(f"architecture: hierarchical runs with runner.kind=sync only (its manager and workers "

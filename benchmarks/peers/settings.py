@@ -170,9 +170,10 @@ def epymarl(peer: dict[str, Any]) -> list[Setting]:
         row("actor", f"fc {h} relu, GRU {h}" if peer["use_rnn"] else f"fc {h} relu, fc {h}",
             sets=(f"model.hidden={h}", "model.layers=1", f"model.recurrent={yaml_text(bool(peer['use_rnn']))}",
                   "model.activation=relu", "model.input_norm=false")),
-        row("critic", f"{peer['critic_type']}: MLP {h}-{h} relu on the state",
-            f"fc {h} relu, GRU {h} on state + agent id" if peer["use_rnn"] else f"fc {h} relu on state + agent id",
-            differs="accord's critic has the actor's layers (a GRU when the actor has one)"),
+        row("critic", f"{peer['critic_type']}: MLP {h}-{h} relu on the state + agent id",
+            f"MLP {h}-{h} relu on the state + agent id", sets=("model.critic_layers=2", "model.critic_recurrent=false"),
+            differs="" if peer["critic_type"] == "cv_critic" and not peer.get("obs_individual_obs")
+            and not peer.get("obs_last_action") else "EPyMARL's critic is not its state-only cv_critic"),
         row("agent id in input", peer["obs_agent_id"], keys=("model.agent_id",)),
         row("lr (Adam)", peer["lr"], keys=("ppo.lr", "ppo.critic_lr")),
         row("gamma", peer["gamma"], keys=("ppo.gamma",)),
