@@ -2,9 +2,8 @@
 
 ``train.compile``: ``false`` (default) never compiles; ``auto`` compiles and falls back to eager,
 with one logged warning, when compiling fails (no C++ compiler, an op inductor does not support);
-``true`` compiles and a failure is an error. Off by default because it does not always pay: on
-this project's CPUs the compiled update was faster for the 64-64 tanh IPPO networks and slower for
-the demo's MAPPO (LayerNorm, agent ids), see docs/benchmarks.md "Speed (issue 11)". Shapes are
+``true`` compiles and a failure is an error. Off by default because it does not always pay: the
+first call compiles for tens of seconds, which short runs never win back (docs/speed.md). Shapes are
 static (``dynamic=False``): every minibatch has the same shape, so one compile serves the whole
 run. The compile happens on the first call; its time is part of the run's wall time.
 """
