@@ -2,7 +2,7 @@
 
 ``torch.nn.utils.clip_grad_norm_`` walks its iterable and regroups the gradients by device and dtype
 on every call, once per network. At MARL's minibatch sizes (a few hundred rows) that bookkeeping cost
-a PPO update as much as a fifth of its time here; one norm kernel over every group's gradients does
+a PPO update a tenth to a fifth of its time here; one norm kernel over every group's gradients does
 the same arithmetic.
 """
 

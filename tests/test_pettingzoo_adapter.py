@@ -139,6 +139,11 @@ def test_spread_continuous_actions() -> None:
     )
     assert env.reset(seed=0).avail_actions.shape == (1, 3, 0)
     assert env.step(torch.full((1, 3, 5), 0.5)).reward.shape == (1,)
+    # An "action_mask" in a continuous env's infos means nothing to the layout: ignored, not an error.
+    inner = env.envs[0]
+    step = inner.step
+    inner.step = lambda acts: (*step(acts)[:4], {a: {"action_mask": np.ones(5, np.int8)} for a in inner.agents})
+    assert env.step(torch.full((1, 3, 5), 0.5)).avail_actions.shape == (1, 3, 0)
 
 
 def test_dead_agent_is_masked_with_zero_obs_and_reward() -> None:

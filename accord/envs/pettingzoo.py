@@ -484,7 +484,7 @@ class PettingZooVecEnv:
                 else:
                     tokens = _tokens(a, piece, value)
                     out[key][b, i, : tokens.size] = tokens
-            if mask is not None:
+            if mask is not None and self._discrete_starts is not None:  # masks mean something for discrete actions
                 mask = np.asarray(mask, bool).reshape(-1)
                 avail = out["avail_actions"][b, i]
                 avail[:] = False
