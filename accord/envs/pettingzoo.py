@@ -344,8 +344,8 @@ class PettingZooVecEnv:
             out["agent_reward"][b] = agent_reward
             out["reward"][b] = agent_reward.sum() if self.team_reward == "sum" else agent_reward.mean()
             ended = {a for a in self._agents if terms.get(a, False) or truncs.get(a, False)}
-            live = set(env.agents)
-            alive = [a in live and a in obs and a not in ended for a in self._agents]
+            present = self._present(env, obs)
+            alive = [p and a not in ended for p, a in zip(present, self._agents, strict=True)]
             if any(alive):
                 self._fill(out, b, env, obs, infos, alive)
                 continue
@@ -484,7 +484,7 @@ class PettingZooVecEnv:
                 else:
                     tokens = _tokens(a, piece, value)
                     out[key][b, i, : tokens.size] = tokens
-            if mask is not None and self._discrete_starts is not None:  # masks mean something for discrete actions
+            if mask is not None and self.spec.action_kind == "discrete":  # a mask means nothing to Box actions
                 mask = np.asarray(mask, bool).reshape(-1)
                 avail = out["avail_actions"][b, i]
                 avail[:] = False

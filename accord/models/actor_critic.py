@@ -103,12 +103,15 @@ class Critic(nn.Module):
     def __init__(self, spec: EnvSpec, cfg: ModelConfig, centralized: bool) -> None:
         super().__init__()
         self.centralized = centralized
-        self.recurrent = cfg.recurrent
         self.n_agents = spec.n_agents
         self.encoder = None if centralized else ObsEncoder(spec, cfg)
         n_in = spec.state_dim if centralized else self.encoder.out_dim
         self.body = _Body(n_in, spec, cfg)
         self.head = AgentLinear(cfg.hidden, 1, spec.n_agents, cfg.share_params, gain=1.0)
+
+    @property
+    def recurrent(self) -> bool:
+        return self.body.gru is not None
 
     def forward(self, obs: dict[str, Tensor], state: Tensor, h: Tensor | None = None,
                 starts: Tensor | None = None, every_hidden: bool = False) -> tuple[Tensor, Tensor | None]:
