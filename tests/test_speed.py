@@ -10,7 +10,7 @@ import pytest
 import torch
 from batches import random_batch
 
-from accord.algos.ppo import PPO, Minibatch, minibatches
+from accord.algos.ppo import PPO, Minibatch, _Nets, minibatches
 from accord.compile import compiled
 from accord.config import load_config
 from accord.envs.registry import make_env
@@ -78,13 +78,42 @@ def test_compiled_update_gives_the_eager_parameters(activation):
     eager.update(copy.deepcopy(batch))
     torch.manual_seed(5)  # the same minibatch order
     fast.update(copy.deepcopy(batch))
-    for name, m in (("actor", "actor"), ("critic", "critic")):
-        for (key, a), b in zip(getattr(eager, m).state_dict().items(), getattr(fast, m).state_dict().values(),
-                               strict=True):
-            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=f"{name}.{key}")
+    assert fast._fused_step is not None  # feed-forward: the whole minibatch step is one compiled program
+    _assert_same_state(eager, fast, rtol=1e-4, atol=1e-5)
     assert any(not torch.equal(a, b) for a, b in zip(eager.actor.state_dict().values(),
                                                    _learner(["train.compile=false"])[0].actor.state_dict().values(),
                                                    strict=True))  # the update did move the weights
+
+
+def _assert_same_state(eager: PPO, fast: PPO, rtol: float, atol: float) -> None:
+    """The same weights and the same Adam state (moments and step counts: what a checkpoint holds)."""
+    for name in ("actor", "critic", "actor_opt", "critic_opt"):
+        a, b = getattr(eager, name).state_dict(), getattr(fast, name).state_dict()
+        if name.endswith("opt"):
+            a, b = a["state"], b["state"]
+            assert a.keys() == b.keys() and a, name
+            a = {f"{i}.{k}": v for i, s in a.items() for k, v in s.items()}
+            b = {f"{i}.{k}": v for i, s in b.items() for k, v in s.items()}
+        assert a.keys() == b.keys(), name
+        for key in a:
+            torch.testing.assert_close(b[key], a[key], rtol=rtol, atol=atol, msg=f"{name}.{key}")
+
+
+def test_the_functional_minibatch_step_is_the_autograd_step():
+    """What ``train.compile`` compiles for feed-forward networks (torch.func gradients, accord.optim's
+    clipping and Adam on the optimizers' state), run eagerly, against backward + torch's fused Adam."""
+    eager, batch = _learner(["train.compile=false", "ppo.minibatches=2", "ppo.epochs=2", "ppo.max_grad_norm=0.05"])
+    functional, _ = _learner(["train.compile=false", "ppo.minibatches=2", "ppo.epochs=2", "ppo.max_grad_norm=0.05"])
+    functional._nets, functional._fused_step = _Nets(functional), functional._functional_step
+    logs = []
+    for learner in (eager, functional):
+        torch.manual_seed(5)
+        logs.append(learner.update(copy.deepcopy(batch)))
+    _assert_same_state(eager, functional, rtol=1e-5, atol=1e-6)
+    assert eager.actor_opt.state_dict()["state"][0]["step"] == 4  # 2 epochs x 2 minibatches
+    for key in ("policy_loss", "value_loss", "entropy", "approx_kl", "actor_grad_norm", "critic_grad_norm"):
+        assert logs[1][key] == pytest.approx(logs[0][key], rel=1e-5, abs=1e-7), key
+    assert logs[0]["actor_grad_norm"] > 0.05  # the clipping did act
 
 
 def _double(x: torch.Tensor) -> torch.Tensor:

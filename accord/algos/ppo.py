@@ -25,7 +25,7 @@ from accord.credit.vtrace import truncated_ratios
 from accord.envs.base import EnvSpec
 from accord.models.actor_critic import Critic
 from accord.models.value_norm import ValueNorm
-from accord.optim import clip_grad_norms
+from accord.optim import adam_, adam_state, clip_grad_norms, clip_grads_
 from accord.policy import Policy
 from accord.rollout import Rollout
 
@@ -94,6 +94,23 @@ def minibatches(batch: Rollout, logp_old: Tensor, adv: Tensor, targets: Tensor, 
                         h_critic=None if batch.h_critic is None else batch.h_critic[idx])
 
 
+class _Nets(nn.Module):
+    """The actor and the critic as one module whose forward is the minibatch losses: what
+    ``torch.func`` differentiates in the fused minibatch step."""
+
+    def __init__(self, ppo: PPO) -> None:
+        super().__init__()
+        self.actor, self.critic = ppo.actor, ppo.critic
+        self.losses = ppo._minibatch_losses
+        names = {id(p): name for name, p in self.named_parameters()}
+        # In the order of accord.optim.adam_state over the actor's optimizer, then the critic's.
+        self.names = [names[id(p)] for opt in (ppo.actor_opt, ppo.critic_opt) for group in opt.param_groups
+                      for p in group["params"]]
+
+    def forward(self, mb: Minibatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        return self.losses(mb)
+
+
 class PPO:
     """Owns the actor (shared with its :class:`~accord.policy.Policy`), critic, value normalizer and
     optimizers. It never sees the env: the loop collects with ``self.policy`` and calls :meth:`update`."""
@@ -124,6 +141,12 @@ class PPO:
         self.env_steps = 0
         self.updates = 0
         self._losses = compiled(self._minibatch_losses, cfg.train.compile, "the PPO minibatch loss")
+        # train.compile on feed-forward networks: the whole minibatch step is one compiled program
+        # (recurrent ones keep the compiled loss: the GRU's episode-start branch reads the data).
+        self._fused_step = None
+        if cfg.train.compile is not False and not self.critic.recurrent and self.actor.body.gru is None:
+            self._nets = _Nets(self)
+            self._fused_step = compiled(self._functional_step, cfg.train.compile, "the PPO minibatch step")
 
     def denormalize(self, v: Tensor) -> Tensor:
         return v if self.value_norm is None else self.value_norm.denormalize(v)
@@ -186,8 +209,12 @@ class PPO:
 
         # Epochs x minibatches; metrics stay tensors until one host sync after the last step.
         logs = []
+        state = (adam_state(self.actor_opt), adam_state(self.critic_opt)) if self._fused_step else None
         for _ in range(p.epochs):
             for mb in minibatches(batch, logp_old, adv, targets, p.minibatches, self.cfg.model.recurrent):
+                if state is not None:
+                    logs.append(self._fused_step(*state, mb))
+                    continue
                 policy_loss, v_loss, entropy, kl, clipped = self._losses(mb)
                 grads = self._step(policy_loss - p.entropy_coef * entropy + p.value_coef * v_loss)
                 logs.append(torch.stack([policy_loss.detach(), v_loss.detach(), entropy.detach(), kl, clipped,
@@ -231,6 +258,29 @@ class PPO:
         self.actor_opt.step()
         self.critic_opt.step()
         return norms
+
+    def _functional_step(self, actor_state: tuple[list[Tensor], ...], critic_state: tuple[list[Tensor], ...],
+                         mb: Minibatch) -> Tensor:
+        """:meth:`_minibatch_losses`, :meth:`_step` and both Adam steps as one function of the parameters
+        and the optimizers' state (see ``accord.optim.adam_state``), for ``train.compile`` to compile
+        whole; returns the minibatch's row of ``LOG_KEYS``."""
+        p = self.cfg.ppo
+        params = [*actor_state[0], *critic_state[0]]
+
+        def loss(flat: list[Tensor]) -> tuple[Tensor, tuple[Tensor, ...]]:
+            policy_loss, v_loss, entropy, kl, clipped = torch.func.functional_call(
+                self._nets, dict(zip(self._nets.names, flat, strict=True)), (mb,))
+            return policy_loss - p.entropy_coef * entropy + p.value_coef * v_loss, (policy_loss, v_loss, entropy,
+                                                                                    kl, clipped)
+
+        grads, logged = torch.func.grad(loss, has_aux=True)(params)
+        n_actor = len(actor_state[0])
+        norms = clip_grads_([grads[:n_actor], grads[n_actor:]], p.max_grad_norm)
+        for opt, (ps, *moments), g in ((self.actor_opt, actor_state, grads[:n_actor]),
+                                        (self.critic_opt, critic_state, grads[n_actor:])):
+            group = opt.param_groups[0]
+            adam_(ps, g, *moments, lr=group["lr"], betas=group["betas"], eps=group["eps"])
+        return torch.stack([*logged, *norms]).detach()
 
     # -- checkpoint state -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
