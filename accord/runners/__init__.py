@@ -53,6 +53,12 @@ def make_collector(env: VecEnv, policy: Policy, collects: str, rollout_len: int,
         from accord.runners.episode import EpisodeRunner
 
         return EpisodeRunner(env, policy, rollout_len, seed)
+    if compile is not False:
+        from accord.runners.fused import FusedRunner, pure_task
+
+        task = pure_task(env)
+        if task is not None:  # acting and the task's step as one compiled program
+            return FusedRunner(env, task, policy, rollout_len, seed, compile)
     from accord.runners.sync import SyncRunner
 
     return SyncRunner(env, policy, rollout_len, seed, compile)

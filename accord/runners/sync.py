@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import deque
 
 import torch
+from torch import Tensor
 
 from accord.compile import compiled
 from accord.envs.base import Step, VecEnv
@@ -26,14 +27,17 @@ class EpisodeStats:
         self.episodes = 0
 
     def add(self, step: Step) -> None:
-        self.ret += step.reward
-        self.len += 1
         done = step.done
         quarantined = step.info.get("quarantined")  # placeholder episodes of quarantined envs do not count
         if quarantined is not None:
             done = done & (quarantined == 0)
+        self.count(step.reward, done, step.info.get("success"))
+
+    def count(self, reward: Tensor, done: Tensor, success: Tensor | None = None) -> None:
+        """One step's team reward [B]; episodes that ended where ``done`` [B] (``success`` [B] if known)."""
+        self.ret += reward
+        self.len += 1
         if bool(done.any()):
-            success = step.info.get("success")
             rows = zip(self.ret[done].tolist(), self.len[done].tolist(),
                        success[done].tolist() if success is not None else [float("nan")] * int(done.sum()), strict=True)
             self.recent.extend(rows)
@@ -98,9 +102,13 @@ class SyncRunner:
             self.stats.add(nxt)
             self.starts = nxt.done
             self.current = nxt
+        self._close(b)
+        return b
+
+    def _close(self, b: Rollout) -> None:
+        """Where the rollout stopped, for the learner's bootstrap."""
         s = self.current
         for m, x in s.obs.items():
             b.last_obs[m].copy_(x)
         b.last_state.copy_(s.state)
         b.last_starts.copy_(self.starts)
-        return b

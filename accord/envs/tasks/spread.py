@@ -105,15 +105,10 @@ class Spread:
 
     def _respawn(self, where: Tensor) -> None:
         """Draw fresh episodes for envs where ``where`` [B] is True (one draw for all B: no loop)."""
-        b, n = self.num_envs, self.n
-        r = self.spawn_range
-        pos = (torch.rand(b, n, 2, generator=self._gen, device=self.device) * 2 - 1) * r
-        marks = (torch.rand(b, n, 2, generator=self._gen, device=self.device) * 1.8 - 0.9) * r
-        w = where[:, None, None]
-        self.pos = torch.where(w, pos, self.pos)
-        self.vel = torch.where(w, torch.zeros_like(self.vel), self.vel)
-        self.landmarks = torch.where(w, marks, self.landmarks)
-        self.t = torch.where(where, torch.zeros_like(self.t), self.t)
+        size = (self.num_envs, self.n, 2)
+        u_pos = torch.rand(size, generator=self._gen, device=self.device)
+        u_marks = torch.rand(size, generator=self._gen, device=self.device)
+        self.set_pure_state(_respawn(where, u_pos, u_marks, self.spawn_range, self.pure_state()))
 
     def step(self, actions: Tensor) -> Step:
         force = ACCEL * self._force(actions)  # [B, N, 2]
@@ -129,6 +124,34 @@ class Spread:
 
     def close(self) -> None:
         """Nothing to release: the batch lives in tensors."""
+
+    # -- the pure step (accord.runners.fused) ----------------------------------------------------------
+    def pure_state(self) -> tuple[Tensor, ...]:
+        """The batch's whole state, what :meth:`pure_step` takes and returns."""
+        return self.pos, self.vel, self.landmarks, self.t
+
+    def set_pure_state(self, state: tuple[Tensor, ...]) -> None:
+        self.pos, self.vel, self.landmarks, self.t = state
+
+    def pure_noise(self, steps: int) -> Tensor:
+        """Uniform draws [steps, B, N, 4] from this batch's generator for ``steps`` steps' autoresets."""
+        return torch.rand(steps, self.num_envs, self.n, 4, generator=self._gen, device=self.device)
+
+    def pure_step(self, state: tuple[Tensor, ...], actions: Tensor, noise: Tensor) -> tuple[tuple[Tensor, ...], Step]:
+        """:meth:`step` as a function of tensors alone, for a runner that compiles acting and stepping as one
+        program. Branch-free: every env draws a fresh episode from ``noise`` [B, N, 4] (one
+        :meth:`pure_noise` row) and keeps it only where its episode ended. Actions are not checked:
+        they come from the policy."""
+        pos, vel, landmarks, t = state
+        force = ACCEL * (actions.clamp(-1.0, 1.0) if self.continuous else self._dirs[actions])
+        pos, vel, t, reward, agent_reward, truncated, final_obs, final_state = _advance(
+            pos, vel, landmarks, t, force, self._not_self, self._others, self.spec.episode_limit)
+        pos, vel, landmarks, t = _respawn(truncated, noise[..., :2], noise[..., 2:], self.spawn_range,
+                                          (pos, vel, landmarks, t))
+        obs, obs_state = _observe(pos, vel, landmarks, self._others)
+        step = Step({"vector": obs}, obs_state, reward, agent_reward, torch.zeros_like(truncated), truncated,
+                    self._alive, self._avail, {"vector": final_obs}, final_state)
+        return (pos, vel, landmarks, t), step
 
     # -- helpers ---------------------------------------------------------------------------
     def _force(self, actions: Tensor) -> Tensor:
@@ -158,6 +181,15 @@ def _observe(pos: Tensor, vel: Tensor, landmarks: Tensor, others: Tensor) -> tup
     obs = torch.cat([vel, pos, rel_marks.flatten(2), other_pos.flatten(2)], dim=-1)
     state = torch.cat([torch.cat([pos, vel], dim=-1).flatten(1), landmarks.flatten(1)], dim=-1)
     return obs, state
+
+
+def _respawn(where: Tensor, u_pos: Tensor, u_marks: Tensor, r: float, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """``state`` with a fresh episode where ``where`` [B]: agents at ``(2 u_pos - 1) r``, landmarks at
+    ``(1.8 u_marks - 0.9) r`` (``u``: uniform draws [B, N, 2]), at rest, clock at 0."""
+    pos, vel, landmarks, t = state
+    w = where[:, None, None]
+    return (torch.where(w, (u_pos * 2 - 1) * r, pos), torch.where(w, torch.zeros_like(vel), vel),
+            torch.where(w, (u_marks * 1.8 - 0.9) * r, landmarks), torch.where(where, torch.zeros_like(t), t))
 
 
 def _advance(pos: Tensor, vel: Tensor, landmarks: Tensor, t: Tensor, force: Tensor, not_self: Tensor,
