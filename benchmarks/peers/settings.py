@@ -89,7 +89,7 @@ def jaxmarl(peer: dict[str, Any]) -> list[Setting]:
         row("networks (actor, critic)", f"separate, {h}-{h} {act}",
             sets=(f"model.hidden={h}", "model.layers=2", f"model.activation={act}")),
         row("compiled", "the whole training loop, jax.jit (compile time counted apart)",
-            "update, acting step and env step, torch.compile (compile time in training time)",
+            "update, and acting + env step (one program per two steps), torch.compile (compile time in training time)",
             sets=("train.compile=auto", "task.params.compile=auto")),
         row("env output validation", "none", "off (task.guard=false; on by default)", sets=("task.guard=false",)),
         row("agent id in input", False, keys=("model.agent_id",)),
