@@ -29,13 +29,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 OPTIONS = {"cpp.use_decompose_tanh": True, "fallback_random": True}
 
 
-def compiled(fn: F, setting: bool | Literal["auto"], what: str, key: str = "train.compile") -> F:
-    """``fn`` compiled on its first call, or ``fn`` itself, as the setting ``key`` (``setting``) asks."""
+def compiled(fn: F, setting: bool | Literal["auto"], what: str, key: str = "train.compile",
+             cpp_wrapper: bool = False) -> F:
+    """``fn`` compiled on its first call, or ``fn`` itself, as the setting ``key`` (``setting``) asks.
+
+    ``cpp_wrapper``: inductor writes the code around the kernels (buffer allocation, views, calls) in
+    C++ rather than Python, for a small program called very often, where that code is most of a call's
+    time; it compiles longer."""
     if setting not in (True, False, "auto"):
         raise ConfigError(f"{key} must be true, false or auto, got {setting!r}")
     if setting is False:
         return fn
-    fast = torch.compile(fn, dynamic=False, options=OPTIONS)
+    fast = torch.compile(fn, dynamic=False, options={**OPTIONS, "cpp_wrapper": cpp_wrapper})
     current: list[Callable[..., Any]] = [fast]
 
     def call(*args: Any, **kwargs: Any) -> Any:

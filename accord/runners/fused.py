@@ -69,7 +69,8 @@ class FusedRunner(SyncRunner):
         super().__init__(env, policy, rollout_len, seed)
         self.task = task
         self.k = STEPS_PER_CALL if rollout_len % STEPS_PER_CALL == 0 else 1
-        self._steps = compiled(self._run, compile, "the acting and env steps")  # train.compile
+        self._steps = compiled(self._run, compile, "the acting and env steps", cpp_wrapper=True)  # train.compile
+        self._rows: dict[int, list[Tensor]] = {}
 
     def _run(self, state: tuple[Tensor, ...], cur: tuple[Any, ...], h: Tensor | None, starts: Tensor,
              noise: Tensor) -> tuple[tuple[Tensor, ...], tuple[Any, ...], Tensor | None, Tensor, dict[str, Any]]:
@@ -99,16 +100,18 @@ class FusedRunner(SyncRunner):
         for t in range(0, self.t_len, self.k):
             state, cur, self.h, self.starts, out = self._steps(state, cur, self.h, self.starts,
                                                                self.task.pure_noise(self.k))
-            rows = slice(t, t + self.k)
-            for key, x in out.items():
-                if isinstance(x, dict):
-                    for m, v in x.items():
-                        getattr(b, key)[m][rows] = v
-                else:
-                    getattr(b, key)[rows] = x
-            for i in range(self.k):
-                self.stats.count(out["reward"][i], out["terminated"][i] | out["truncated"][i])
+            if t not in self._rows:  # the batch is reused: each call's rows of it, as views made once
+                self._rows[t] = [getattr(b, key)[m][t:t + self.k] if m else getattr(b, key)[t:t + self.k]
+                                 for key, m, _ in _fields(out)]
+            torch._foreach_copy_(self._rows[t], [x for _, _, x in _fields(out)])  # one call for every field
+            self.stats.count_steps(out["reward"], out["terminated"] | out["truncated"])
         self.task.set_pure_state(state)
         self.current = replace(s, obs=cur[0], state=cur[1], avail_actions=cur[2], agent_mask=cur[3])
         self._close(b)
         return b
+
+
+def _fields(out: dict[str, Any]) -> list[tuple[str, str | None, Tensor]]:
+    """``(batch field, modality or None, tensor)`` for every tensor in a call's output."""
+    return [(key, m, v) for key, x in out.items()
+            for m, v in (x.items() if isinstance(x, dict) else [(None, x)])]

@@ -33,6 +33,15 @@ class EpisodeStats:
             done = done & (quarantined == 0)
         self.count(step.reward, done, step.info.get("success"))
 
+    def count_steps(self, reward: Tensor, done: Tensor) -> None:
+        """:meth:`count` for K steps at once: ``reward``, ``done`` [K, B]; one host sync if no episode ended."""
+        if not bool(done.any()):
+            self.ret += reward.sum(0)
+            self.len += len(reward)
+            return
+        for r, d in zip(reward, done, strict=True):
+            self.count(r, d)
+
     def count(self, reward: Tensor, done: Tensor, success: Tensor | None = None) -> None:
         """One step's team reward [B]; episodes that ended where ``done`` [B] (``success`` [B] if known)."""
         self.ret += reward
