@@ -57,7 +57,7 @@ def test_fused_steps_fill_the_batch_the_sync_runner_fills(model):
 
 def test_fused_autoreset_ends_episodes_where_the_sync_runner_does():
     # Episodes of 3 steps: the fused task draws new episodes every step, so only what does not depend
-    # on those draws must agree: when episodes end, the steps of the first episode, the returns' count.
+    # on those draws must agree: where episodes end, how many and how long they are.
     sync, sync_stats = _collect("sync", ["task.params.episode_limit=3"])
     fused, fused_stats = _collect("fused", ["task.params.episode_limit=3"])
     for name in ("truncated", "terminated", "starts", "last_starts"):

@@ -26,7 +26,7 @@ from accord.rollout import Rollout
 from accord.runners.sync import SyncRunner
 
 # Env steps per compiled call. Two halved the per-step time of one (JaxMARL's settings: 65 -> 46 ms per
-# 128 steps) for about 6 s more compile; four was no faster and compiled 15 s longer (docs/speed.md).
+# 128 steps) for about 6 s more compile; four was no faster and compiled 15 s longer (docs/benchmarks.md).
 STEPS_PER_CALL = 2
 
 
