@@ -50,8 +50,9 @@ def _tensors(batch: Rollout) -> dict[str, torch.Tensor]:
 def test_fused_steps_fill_the_batch_the_sync_runner_fills(model):
     sync, sync_stats = _collect("sync", ["task.params.episode_limit=25", *model])  # 16 steps: no episode ends
     fused, fused_stats = _collect("fused", ["task.params.episode_limit=25", *model])
+    got = _tensors(fused)
     for name, x in _tensors(sync).items():
-        assert torch.equal(_tensors(fused)[name], x), name
+        assert torch.equal(got[name], x), name
     assert sync_stats == fused_stats == {}
 
 
@@ -90,6 +91,7 @@ def test_compiled_fused_steps_draw_the_eager_actions():
     eager, eager_stats = _collect("fused", ["task.params.episode_limit=5"])
     fast, fast_stats = _collect("fused", ["task.params.episode_limit=5"], compile=True)
     assert torch.equal(eager.actions, fast.actions) and torch.equal(eager.truncated, fast.truncated)
+    got = _tensors(fast)
     for name, x in _tensors(eager).items():
-        torch.testing.assert_close(_tensors(fast)[name], x, rtol=1e-5, atol=1e-5, msg=name)
+        torch.testing.assert_close(got[name], x, rtol=1e-5, atol=1e-5, msg=name)
     assert eager_stats["episodes"] == fast_stats["episodes"]

@@ -144,7 +144,7 @@ class PPO:
         # train.compile on feed-forward networks: the whole minibatch step is one compiled program
         # (recurrent ones keep the compiled loss: the GRU's episode-start branch reads the data).
         self._fused_step = None
-        if cfg.train.compile is not False and not self.critic.recurrent and self.actor.body.gru is None:
+        if cfg.train.compile is not False and not (self.actor.body.recurrent or self.critic.body.recurrent):
             self._nets = _Nets(self)
             self._fused_step = compiled(self._functional_step, cfg.train.compile, "the PPO minibatch step")
 
@@ -158,7 +158,7 @@ class PPO:
         pass over the T + 1 observations, one more over the final observations of truncated episodes."""
         # hs[t] is the recurrent state after step t: where the final observation's value continues from.
         t_len, b = batch.reward.shape
-        if self.critic.recurrent and (self._h_critic is None or self._h_critic.shape[0] != b):
+        if self.critic.body.recurrent and (self._h_critic is None or self._h_critic.shape[0] != b):
             self._h_critic = batch.avail.new_zeros(b, *batch.agent_mask.shape[2:], self.cfg.model.hidden,
                                                    dtype=torch.float32)
         batch.h_critic = self._h_critic

@@ -34,6 +34,10 @@ class _Body(nn.Module):
         self.gru = MaskedGRU(cfg.hidden, cfg.hidden) if cfg.recurrent else None
         self.hidden = cfg.hidden
 
+    @property
+    def recurrent(self) -> bool:
+        return self.gru is not None
+
     def forward(self, x: Tensor, h: Tensor | None, starts: Tensor | None,
                 agent: int | None = None) -> tuple[Tensor, Tensor | None]:
         """``agent=i``: ``x`` is ``[T, B, 1, F]``, agent i's own input (see ``AgentLinear``)."""
@@ -108,10 +112,6 @@ class Critic(nn.Module):
         n_in = spec.state_dim if centralized else self.encoder.out_dim
         self.body = _Body(n_in, spec, cfg)
         self.head = AgentLinear(cfg.hidden, 1, spec.n_agents, cfg.share_params, gain=1.0)
-
-    @property
-    def recurrent(self) -> bool:
-        return self.body.gru is not None
 
     def forward(self, obs: dict[str, Tensor], state: Tensor, h: Tensor | None = None,
                 starts: Tensor | None = None, every_hidden: bool = False) -> tuple[Tensor, Tensor | None]:

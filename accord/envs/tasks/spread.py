@@ -108,7 +108,7 @@ class Spread:
         size = (self.num_envs, self.n, 2)
         u_pos = torch.rand(size, generator=self._gen, device=self.device)
         u_marks = torch.rand(size, generator=self._gen, device=self.device)
-        self.set_pure_state(_respawn(where, u_pos, u_marks, self.spawn_range, self.pure_state()))
+        self.set_pure_state(_fresh_episodes(where, u_pos, u_marks, self.spawn_range, self.pure_state()))
 
     def step(self, actions: Tensor) -> Step:
         force = ACCEL * self._force(actions)  # [B, N, 2]
@@ -146,8 +146,8 @@ class Spread:
         force = ACCEL * (actions.clamp(-1.0, 1.0) if self.continuous else self._dirs[actions])
         pos, vel, t, reward, agent_reward, truncated, final_obs, final_state = _advance(
             pos, vel, landmarks, t, force, self._not_self, self._others, self.spec.episode_limit)
-        pos, vel, landmarks, t = _respawn(truncated, noise[..., :2], noise[..., 2:], self.spawn_range,
-                                          (pos, vel, landmarks, t))
+        pos, vel, landmarks, t = _fresh_episodes(truncated, noise[..., :2], noise[..., 2:], self.spawn_range,
+                                                (pos, vel, landmarks, t))
         obs, obs_state = _observe(pos, vel, landmarks, self._others)
         step = Step({"vector": obs}, obs_state, reward, agent_reward, torch.zeros_like(truncated), truncated,
                     self._alive, self._avail, {"vector": final_obs}, final_state)
@@ -183,7 +183,8 @@ def _observe(pos: Tensor, vel: Tensor, landmarks: Tensor, others: Tensor) -> tup
     return obs, state
 
 
-def _respawn(where: Tensor, u_pos: Tensor, u_marks: Tensor, r: float, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+def _fresh_episodes(where: Tensor, u_pos: Tensor, u_marks: Tensor, r: float,
+                    state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
     """``state`` with a fresh episode where ``where`` [B]: agents at ``(2 u_pos - 1) r``, landmarks at
     ``(1.8 u_marks - 0.9) r`` (``u``: uniform draws [B, N, 2]), at rest, clock at 0."""
     pos, vel, landmarks, t = state
