@@ -7,11 +7,14 @@ runner collects follows the learner's ``collects``: a ``Rollout`` (on-policy) or
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
 from accord.envs.base import VecEnv
 from accord.policy import Policy
 from accord.runners.sync import EpisodeStats
+
+logger = logging.getLogger(__name__)
 
 
 class Runner(Protocol):
@@ -58,7 +61,10 @@ def make_collector(env: VecEnv, policy: Policy, collects: str, rollout_len: int,
 
         task = pure_task(env)
         if task is not None:  # acting and the task's step as one compiled program
+            logger.info("collection: acting and env steps fused into one compiled program (runners/fused.py)")
             return FusedRunner(env, task, policy, rollout_len, seed, compile)
+        logger.info("collection: acting and env steps compiled apart (the task has no pure_step, or a "
+                    "layer checks or changes its steps: task.guard, a cost budget, messages, latency, streams)")
     from accord.runners.sync import SyncRunner
 
     return SyncRunner(env, policy, rollout_len, seed, compile)
