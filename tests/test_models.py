@@ -1,8 +1,10 @@
+import pytest
 import torch
 
 from accord.config import ModelConfig
 from accord.envs.base import EnvSpec
 from accord.models.actor_critic import Actor, Critic
+from accord.models.gru import MaskedGRUSequence
 from accord.models.layers import AgentLinear, MaskedGRU
 
 SPEC = EnvSpec(n_agents=3, obs_shapes={"vector": (4,)}, state_dim=6, action_kind="discrete",
@@ -50,22 +52,51 @@ def test_gru_state_resets_at_episode_starts():
     assert torch.allclose(out[2:], fresh, atol=1e-6)
 
 
-def test_gru_without_starts_inside_is_one_fused_call_equal_to_the_cell_loop():
+def _cell_loop(gru: MaskedGRU, x: torch.Tensor, h: torch.Tensor, starts: torch.Tensor) -> tuple:
+    outs = []
+    for t in range(x.shape[0]):
+        h = gru.cell(x[t].reshape(-1, x.shape[-1]), (h * (~starts[t]).unsqueeze(-1)).reshape(-1, h.shape[-1]))
+        h = h.view(*starts.shape[1:], -1)
+        outs.append(h)
+    return torch.stack(outs), h
+
+
+@pytest.mark.parametrize("mid_starts", [False, True], ids=["aligned", "resets-inside"])
+def test_gru_paths_equal_the_cell_loop_in_values_and_gradients(mid_starts):
+    """Training (hand-written BPTT, accord/models/gru.py) and no-grad paths (one torch.gru call, or the
+    cell loop when an episode starts inside) give the cell loop's outputs; the BPTT gives its gradients
+    for the inputs, the initial state and every weight."""
     torch.manual_seed(0)
     gru = MaskedGRU(4, 6)
-    x, h0 = torch.randn(7, 3, 2, 4, requires_grad=True), torch.randn(3, 2, 6)
+    x, h0 = torch.randn(7, 3, 2, 4, requires_grad=True), torch.randn(3, 2, 6, requires_grad=True)
     starts = torch.zeros(7, 3, 2, dtype=torch.bool)
-    starts[0, 1] = True  # a start at the first step only: the fused path
+    starts[0, 1] = True
+    if mid_starts:
+        starts[3, 0, 1] = starts[5, 2] = True
     out, h = gru(x, h0, starts)
-    ref, hs = [], h0 * (~starts[0]).unsqueeze(-1)
-    for t in range(7):
-        hs = gru.cell(x[t].reshape(-1, 4), hs.reshape(-1, 6)).view(3, 2, 6)
-        ref.append(hs)
-    torch.testing.assert_close(out, torch.stack(ref), rtol=0, atol=1e-6)
-    torch.testing.assert_close(h, hs, rtol=0, atol=1e-6)
-    grad_fused = torch.autograd.grad(out.sum(), x)[0]
-    grad_loop = torch.autograd.grad(torch.stack(ref).sum(), x)[0]
-    torch.testing.assert_close(grad_fused, grad_loop, rtol=1e-5, atol=1e-6)
+    ref, h_ref = _cell_loop(gru, x, h0, starts)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+    torch.testing.assert_close(h, h_ref, rtol=0, atol=1e-6)
+    weights = [x, h0, *gru.parameters()]
+    loss = (out * torch.linspace(-1, 1, 6)).sum() + h.square().sum()
+    loss_ref = (ref * torch.linspace(-1, 1, 6)).sum() + h_ref.square().sum()
+    for got, want in zip(torch.autograd.grad(loss, weights), torch.autograd.grad(loss_ref, weights), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(gru(x, h0, starts)[0], ref, rtol=0, atol=1e-6)
+
+
+def test_gru_backward_passes_gradcheck():
+    """Finite differences in float64 against the hand-written backward, resets included."""
+    torch.manual_seed(0)
+    cell = torch.nn.GRUCell(3, 4).double()
+    x, h0 = torch.randn(5, 2, 3, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64)
+    keep = torch.ones(5, 2, 1, dtype=torch.float64)
+    keep[2, 1] = 0.0
+    weights = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+    inputs = [t.detach().requires_grad_() for t in (x, h0, *weights)]
+    assert torch.autograd.gradcheck(lambda x, h0, *w: MaskedGRUSequence.apply(x, h0, keep, *w),
+                                    tuple(inputs), eps=1e-6, atol=1e-5)
 
 
 def test_centralized_critic_sees_state_and_local_critic_sees_obs():

@@ -12,6 +12,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from accord.models.gru import MaskedGRUSequence
+
 
 class AgentLinear(nn.Module):
     """Linear layer over inputs ``[..., N, in]``, shared or one weight matrix per agent."""
@@ -72,15 +74,20 @@ class MaskedGRU(nn.Module):
             (nn.init.orthogonal_ if "weight" in name else nn.init.zeros_)(p)
 
     def forward(self, x: Tensor, h: Tensor, starts: Tensor) -> tuple[Tensor, Tensor]:
-        lead = h.shape[:-1]
+        lead, c = h.shape[:-1], self.cell
+        weights = (c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh)
+        if x.shape[0] > 1 and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            # Training on a sequence: the hand-written BPTT of accord/models/gru.py (resets included).
+            keep = (~starts).to(x.dtype).reshape(x.shape[0], -1, 1)
+            out, h_n = MaskedGRUSequence.apply(x.reshape(x.shape[0], -1, x.shape[-1]), h.reshape(-1, h.shape[-1]),
+                                               keep, *weights)
+            return out.view(*x.shape[:-1], -1), h_n.view(*lead, -1)
         if x.shape[0] > 1 and not bool(starts[1:].any()):
             # No episode starts after the first step (e.g. rollouts aligned with episodes): one multi-step
             # GRU call (the same maths as the cell loop, bit for bit) instead of T cell calls from Python.
             h = h * (~starts[0]).unsqueeze(-1).to(h.dtype)
-            c = self.cell
-            out, h_n = torch.gru(x.reshape(x.shape[0], -1, x.shape[-1]), h.reshape(1, -1, h.shape[-1]),
-                                 (c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh), True, 1, 0.0, self.training,
-                                 False, False)
+            out, h_n = torch.gru(x.reshape(x.shape[0], -1, x.shape[-1]), h.reshape(1, -1, h.shape[-1]), weights,
+                                 True, 1, 0.0, self.training, False, False)
             return out.view(*x.shape[:-1], -1), h_n.view(*lead, -1)
         outs = []
         for t in range(x.shape[0]):  # time recursion; all envs and agents batched
