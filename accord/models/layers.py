@@ -62,9 +62,11 @@ def mlp(n_in: int, hidden: int, layers: int, n_agents: int, shared: bool, activa
 
 
 class MaskedGRU(nn.Module):
-    """GRU cell stepped over time whose hidden state is zeroed where an episode starts.
+    """GRU whose hidden state is zeroed where an episode starts.
 
-    ``forward(x [T, ..., H_in], h0 [..., H], starts [T, ...])`` -> (outputs [T, ..., H], h_T).
+    ``forward(x [T, ..., H_in], h0 [..., H], starts [T, ...])`` -> (outputs [T, ..., H], h_T). Training on
+    a sequence runs the hand-written BPTT of accord/models/gru.py; without gradients a sequence runs one
+    ``torch.gru`` call when no episode starts inside it; otherwise (acting: T = 1) the cell steps.
     """
 
     def __init__(self, n_in: int, hidden: int) -> None:
@@ -74,23 +76,23 @@ class MaskedGRU(nn.Module):
             (nn.init.orthogonal_ if "weight" in name else nn.init.zeros_)(p)
 
     def forward(self, x: Tensor, h: Tensor, starts: Tensor) -> tuple[Tensor, Tensor]:
-        lead, c = h.shape[:-1], self.cell
-        weights = (c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh)
-        if x.shape[0] > 1 and torch.is_grad_enabled() and not torch.compiler.is_compiling():
-            # Training on a sequence: the hand-written BPTT of accord/models/gru.py (resets included).
-            keep = (~starts).to(x.dtype).reshape(x.shape[0], -1, 1)
-            out, h_n = MaskedGRUSequence.apply(x.reshape(x.shape[0], -1, x.shape[-1]), h.reshape(-1, h.shape[-1]),
-                                               keep, *weights)
-            return out.view(*x.shape[:-1], -1), h_n.view(*lead, -1)
-        if x.shape[0] > 1 and not bool(starts[1:].any()):
-            # No episode starts after the first step (e.g. rollouts aligned with episodes): one multi-step
-            # GRU call (the same maths as the cell loop, bit for bit) instead of T cell calls from Python.
-            h = h * (~starts[0]).unsqueeze(-1).to(h.dtype)
-            out, h_n = torch.gru(x.reshape(x.shape[0], -1, x.shape[-1]), h.reshape(1, -1, h.shape[-1]), weights,
-                                 True, 1, 0.0, self.training, False, False)
-            return out.view(*x.shape[:-1], -1), h_n.view(*lead, -1)
+        lead, T = h.shape[:-1], x.shape[0]
+        if T > 1:
+            c = self.cell
+            weights, seq = (c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh), x.reshape(T, -1, x.shape[-1])
+            if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+                keep = (~starts).to(x.dtype).reshape(T, -1, 1)
+                out, h_n = MaskedGRUSequence.apply(seq, h.reshape(-1, h.shape[-1]), keep, *weights)
+                return out.view(*x.shape[:-1], -1), h_n.view(*lead, -1)
+            if not bool(starts[1:].any()):
+                # No episode starts after the first step (e.g. rollouts aligned with episodes): one multi-step
+                # GRU call (the same maths as the cell loop, bit for bit) instead of T cell calls from Python.
+                h = h * (~starts[0]).unsqueeze(-1).to(h.dtype)
+                out, h_n = torch.gru(seq, h.reshape(1, -1, h.shape[-1]), weights, True, 1, 0.0, self.training,
+                                     False, False)
+                return out.view(*x.shape[:-1], -1), h_n.view(*lead, -1)
         outs = []
-        for t in range(x.shape[0]):  # time recursion; all envs and agents batched
+        for t in range(T):  # time recursion; all envs and agents batched
             h = h * (~starts[t]).unsqueeze(-1).to(h.dtype)
             h = self.cell(x[t].reshape(-1, x.shape[-1]), h.reshape(-1, h.shape[-1])).view(*lead, -1)
             outs.append(h)
