@@ -252,18 +252,6 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner,
     protocol = EvalProtocol(cfg, run, learner.env_steps)
     # ---------------------------------------------------------------------------------------------
 
-    total = cfg.train.total_env_steps
-    index.upsert(run.name, path=str(run.path), task=cfg.task.name, algorithm=cfg.algorithm, seed=cfg.seed,
-                 status="running", env_steps=learner.env_steps)
-    start = time.perf_counter()
-    last_ckpt = start
-    log_every = cfg.train.log_interval
-    next_log = (learner.env_steps // log_every + 1) * log_every
-    steps_at_start = learner.env_steps
-
-    def wall() -> float:
-        return wall_before + time.perf_counter() - start
-
     # -- robustness suite on new checkpoints (suite.every, accord/suite/hook.py) --
     from accord.suite.hook import make_suite_hook
 
@@ -280,6 +268,19 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner,
     cost_counts = getattr(runner, "env", None) and getattr(runner.env, "cost_counts", None)
     runner_metrics = getattr(runner, "metrics", None)  # lag, drops, restarts (runner async and ray)
     runner_state = getattr(runner, "state_dict", None)
+
+    # The clock starts here: set-up (envs, learner, the cost figures above) is in the time from launch only.
+    total = cfg.train.total_env_steps
+    index.upsert(run.name, path=str(run.path), task=cfg.task.name, algorithm=cfg.algorithm, seed=cfg.seed,
+                 status="running", env_steps=learner.env_steps)
+    start = time.perf_counter()
+    last_ckpt = start
+    log_every = cfg.train.log_interval
+    next_log = (learner.env_steps // log_every + 1) * log_every
+    steps_at_start = learner.env_steps
+
+    def wall() -> float:
+        return wall_before + time.perf_counter() - start
 
     def checkpoint() -> None:
         payload = {"algorithm": cfg.algorithm, "credit": cfg.credit.name, "algo": learner.state_dict(),

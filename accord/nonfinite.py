@@ -13,10 +13,12 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+from torch.utils import _pytree as pytree
 
 from accord.errors import AccordError
 
@@ -48,26 +50,47 @@ def _owned(learner: Any) -> tuple[list[nn.Module], list[torch.optim.Optimizer]]:
     return list(modules.values()), list(optims.values())
 
 
+def _all_finite(tensors: Sequence[Tensor]) -> bool:
+    """No NaN/inf in any of ``tensors``. One sum per tensor: on CPU several times cheaper than an inf-norm
+    or ``isfinite`` pass over a model's weights; only if a sum is not finite (a NaN/inf, or an overflow
+    of values near float32's limit) is each tensor looked at exactly."""
+    if not tensors:
+        return True
+    return bool(torch.stack([t.sum() for t in tensors]).isfinite().all()) or \
+        all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
 class NonFiniteGuard:
+    """Checks each update; keeps the last good state as one flat list of tensor copies, refreshed in place
+    (one ``_foreach_copy_``) after every good update rather than deep-copied."""
+
     def __init__(self, learner: Any, max_in_row: int) -> None:
         self.max_in_row = max_in_row
         self.total = 0
         self.streak = 0
         self.lr_scale = 1.0
         self.modules, self.optims = _owned(learner) if max_in_row else ([], [])
-        self._good: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
+        self._good: tuple[list[Any], pytree.TreeSpec, list[tuple]] | None = None  # leaves, structure, shapes
         if max_in_row:
             self._snapshot()
 
     def _snapshot(self) -> None:
-        self._good = ([copy.deepcopy(m.state_dict()) for m in self.modules],
-                      [copy.deepcopy(o.state_dict()) for o in self.optims])
+        state = ([m.state_dict() for m in self.modules], [o.state_dict() for o in self.optims])
+        leaves, spec = pytree.tree_flatten(state)
+        shapes = [(t.shape, t.dtype) if isinstance(t, Tensor) else None for t in leaves]
+        if self._good is not None and self._good[1] == spec and self._good[2] == shapes:
+            old = self._good[0]
+            live = [t for t in leaves if isinstance(t, Tensor)]
+            torch._foreach_copy_([t for t in old if isinstance(t, Tensor)], live)
+            leaves = [o if isinstance(o, Tensor) else copy.deepcopy(t) for o, t in zip(old, leaves, strict=True)]
+        else:  # the first snapshot, or the state changed shape (an optimizer's first step): copy anew
+            leaves = [t.detach().clone() if isinstance(t, Tensor) else copy.deepcopy(t) for t in leaves]
+        self._good = (leaves, spec, shapes)
 
     def _finite(self, losses: dict[str, Any]) -> bool:
         if any(isinstance(v, float) and not math.isfinite(v) for v in losses.values()):
             return False
-        flags = [torch.isfinite(p).all() for m in self.modules for p in m.parameters()]
-        return bool(torch.stack(flags).all()) if flags else True
+        return _all_finite([p.detach() for m in self.modules for p in m.parameters()])
 
     def check(self, losses: dict[str, Any], env_steps: int) -> dict[str, Any]:
         """``losses`` of the update just made, with the counters; rolls back a non-finite update."""
@@ -79,11 +102,11 @@ class NonFiniteGuard:
             return {**losses, "nonfinite_updates": self.total, "lr_scale": self.lr_scale}
         self.total += 1
         self.streak += 1
-        weights, optims = self._good
+        weights, optims = copy.deepcopy(pytree.tree_unflatten(self._good[0], self._good[1]))
         for m, state in zip(self.modules, weights, strict=True):
             m.load_state_dict(state)
         for o, state in zip(self.optims, optims, strict=True):
-            o.load_state_dict(copy.deepcopy(state))
+            o.load_state_dict(state)
             for group in o.param_groups:
                 group["lr"] *= 0.5
         self.lr_scale *= 0.5

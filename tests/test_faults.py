@@ -14,6 +14,7 @@ from accord.envs.pettingzoo import PettingZooVecEnv
 from accord.envs.resilient import ResilientVecEnv
 from accord.envs.tasks.spread import Spread
 from accord.errors import EnvError
+from accord.nonfinite import NonFiniteGuard
 from accord.store import RunIndex, list_runs
 
 TINY = ["task.name=faulty", "task.params.n_agents=2", "task.num_envs=4", "ppo.rollout_len=5", "ppo.epochs=1",
@@ -121,3 +122,40 @@ def test_quarantine_works_inside_subprocess_workers():
         assert env.restarts == 0  # the worker lives on; only its env copy is out
     finally:
         env.close()
+
+
+class _TinyLearner:
+    def __init__(self) -> None:
+        torch.manual_seed(0)
+        self.net = torch.nn.Linear(3, 2)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=0.1)
+
+    def step(self) -> None:
+        self.opt.zero_grad()
+        self.net(torch.ones(4, 3)).pow(2).sum().backward()
+        self.opt.step()
+
+
+def test_nonfinite_guard_restores_the_last_good_weights_and_optimizer_state_exactly():
+    """The snapshot is refreshed in place after good updates (accord/nonfinite.py); a bad update brings
+    back exactly the weights and Adam moments of the last good one, and finite but huge weights (whose
+    sums overflow) are not mistaken for NaN/inf."""
+    learner = _TinyLearner()
+    guard = NonFiniteGuard(learner, max_in_row=3)
+    for _ in range(2):  # the first good update changes the optimizer state's shape (Adam's moments appear)
+        learner.step()
+        guard.check({"loss": 1.0}, env_steps=0)
+    good = {k: v.clone() for k, v in learner.net.state_dict().items()}
+    moments = [s["exp_avg"].clone() for s in learner.opt.state.values()]
+    learner.step()
+    with torch.no_grad():
+        learner.net.weight[0, 0] = float("nan")
+    out = guard.check({"loss": 1.0}, env_steps=0)
+    assert out["update_skipped"] == 1 and out["lr_scale"] == 0.5 and learner.opt.param_groups[0]["lr"] == 0.05
+    for k, v in learner.net.state_dict().items():
+        torch.testing.assert_close(v, good[k], rtol=0, atol=0)
+    for s, m in zip(learner.opt.state.values(), moments, strict=True):
+        torch.testing.assert_close(s["exp_avg"], m, rtol=0, atol=0)
+    with torch.no_grad():
+        learner.net.weight.fill_(3e38)  # finite; every sum of it overflows to inf
+    assert "update_skipped" not in guard.check({"loss": 1.0}, env_steps=0)

@@ -95,17 +95,19 @@ class GymmaEnv(ParallelEnv):
         return self._per_agent(obs, "observations"), self._infos(info)
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
-        joint = tuple(actions.get(a, idle) for a, idle in zip(self.possible_agents, self._idle, strict=True))
-        obs, rewards, done, truncated, info = self.env.step(joint)
+        agents = self.possible_agents
+        obs, rewards, done, truncated, info = self.env.step(
+            tuple(actions.get(a, idle) for a, idle in zip(agents, self._idle, strict=True)))
         self._t += 1
         clock = self.max_cycles is not None and self._t >= self.max_cycles
-        dones, truncs = self._flags(done, "dones"), self._flags(truncated, "truncations")
-        truncs = {a: clock or t for a, t in truncs.items()}
-        terms = {a: d and not truncs[a] for a, d in dones.items()}
-        obs, rew = self._per_agent(obs, "observations"), self._per_agent(rewards, "rewards")
-        infos = self._infos(info)
-        self.agents = [a for a in self.agents if not (terms[a] or truncs[a])]
-        return obs, {a: float(r) for a, r in rew.items()}, terms, truncs, infos
+        dones = self._flags(done, "dones")
+        truncs = [clock or t for t in self._flags(truncated, "truncations")]
+        terms = [d and not t for d, t in zip(dones, truncs, strict=True)]
+        infos = self._infos(info)  # for the agents live before this step, as PettingZoo gives them
+        self.agents = [a for a, d, t in zip(agents, dones, truncs, strict=True) if a in self.agents and not (d or t)]
+        return (self._per_agent(obs, "observations"),
+                dict(zip(agents, map(float, self._checked(rewards, "rewards")), strict=True)),
+                dict(zip(agents, terms, strict=True)), dict(zip(agents, truncs, strict=True)), infos)
 
     def render(self) -> Any:
         return self.env.render()
@@ -125,14 +127,17 @@ class GymmaEnv(ParallelEnv):
             out[agent] = {**info, "action_mask": mask}
         return {a: out[a] for a in self.agents}
 
-    def _flags(self, value: Any, what: str) -> dict[str, bool]:
-        """One flag for all agents, or one per agent, as ``{agent: bool}``."""
+    def _flags(self, value: Any, what: str) -> list[bool]:
+        """One flag for all agents, or one per agent, as a list in agent order."""
         if isinstance(value, (list, tuple, np.ndarray)):
-            return {a: bool(v) for a, v in self._per_agent(value, what).items()}
-        return dict.fromkeys(self.possible_agents, bool(value))
+            return [bool(v) for v in self._checked(value, what)]
+        return [bool(value)] * len(self.possible_agents)
 
-    def _per_agent(self, values: Any, what: str) -> dict[str, Any]:
+    def _checked(self, values: Any, what: str) -> Any:
         if len(values) != len(self.possible_agents):
             raise EnvError(f"{self.metadata['name']} returned {len(values)} {what} for "
                            f"{len(self.possible_agents)} agents; hint: one per agent, in tuple order")
-        return dict(zip(self.possible_agents, values, strict=True))
+        return values
+
+    def _per_agent(self, values: Any, what: str) -> dict[str, Any]:
+        return dict(zip(self.possible_agents, self._checked(values, what), strict=True))

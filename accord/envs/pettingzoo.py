@@ -59,27 +59,23 @@ Arrays = dict[str, np.ndarray]  # flat keys: "obs/<modality>", "state", "reward"
 def step_from_arrays(arrays: Arrays, device: torch.device) -> Step:
     """Build a :class:`Step` from the numpy arrays of :meth:`PettingZooVecEnv.step_arrays`.
 
-    ``final_obs``/``final_state`` are only filled when some env finished, as base.py documents.
+    ``final_obs``/``final_state`` are only filled when some env finished, as base.py documents. On the
+    CPU the tensors share the arrays' memory.
     """
-
-    def t(x: np.ndarray) -> Tensor:
-        return torch.from_numpy(x).to(device)
-
-    terminated, truncated = t(arrays["terminated"]), t(arrays["truncated"])
-    finished = bool((arrays["terminated"] | arrays["truncated"]).any())
-    return Step(
-        obs={k[4:]: t(v) for k, v in arrays.items() if k.startswith("obs/")},
-        state=t(arrays["state"]),
-        reward=t(arrays["reward"]),
-        agent_reward=t(arrays["agent_reward"]),
-        terminated=terminated,
-        truncated=truncated,
-        agent_mask=t(arrays["agent_mask"]),
-        avail_actions=t(arrays["avail_actions"]),
-        final_obs={k[10:]: t(v) for k, v in arrays.items() if k.startswith("final_obs/")} if finished else {},
-        final_state=t(arrays["final_state"]) if finished else None,
-        info={k[5:]: t(v) for k, v in arrays.items() if k.startswith("info/")},
-    )
+    t = torch.from_numpy if device.type == "cpu" else lambda x: torch.from_numpy(x).to(device)
+    finished = bool(arrays["terminated"].any() or arrays["truncated"].any())
+    obs, final_obs, info = {}, {}, {}
+    for k, v in arrays.items():
+        if k.startswith("obs/"):
+            obs[k[4:]] = t(v)
+        elif k.startswith("info/"):
+            info[k[5:]] = t(v)
+        elif finished and k.startswith("final_obs/"):
+            final_obs[k[10:]] = t(v)
+    return Step(obs=obs, state=t(arrays["state"]), reward=t(arrays["reward"]), agent_reward=t(arrays["agent_reward"]),
+                terminated=t(arrays["terminated"]), truncated=t(arrays["truncated"]),
+                agent_mask=t(arrays["agent_mask"]), avail_actions=t(arrays["avail_actions"]), final_obs=final_obs,
+                final_state=t(arrays["final_state"]) if finished else None, info=info)
 
 
 TEXT_KEYS = ("text", "tokens")  # Dict keys whose integer Box holds token ids
@@ -281,7 +277,8 @@ class PettingZooVecEnv:
         self._slots = [_slots(pieces) for pieces in self._layout.pieces]
         self._padded_avail = [not row.all() for row in self._layout.default_avail]
         spaces_ = self._layout.action_spaces
-        self._discrete_starts = [int(s.start) for s in spaces_] if self.spec.action_kind == "discrete" else None
+        self._discrete_starts = (np.array([int(s.start) for s in spaces_]) if self.spec.action_kind == "discrete"
+                                 else None)
         if self._faults is not None:
             self._streak = [0] * self.num_envs  # consecutive failures per env copy
             self._quarantined: dict[int, int] = {}  # env index -> steps into its placeholder episode
@@ -328,10 +325,10 @@ class PettingZooVecEnv:
         finals: dict[int, tuple[dict[str, np.ndarray], np.ndarray]] = {}
         success = np.zeros(self.num_envs, np.float32)
         has_success = False
-        rows = actions.tolist() if self._discrete_starts is not None else actions  # Python ints: cheap to offset
-        for b, env in enumerate(self.envs):
-            live = set(env.agents)
-            acts = {a: self._action(i, rows[b][i]) for i, a in enumerate(self._agents) if a in live}
+        agents, agent_reward = self._agents, out["agent_reward"]
+        for b, (env, row) in enumerate(zip(self.envs, self._env_actions(actions), strict=True)):
+            live = env.agents
+            acts = {a: x for a, x in zip(agents, row, strict=True) if a in live}
             if self._faults is not None:  # per-env retries, restarts and quarantine
                 got = self._faulty_step(b, acts, out)
                 if got is None:
@@ -340,18 +337,15 @@ class PettingZooVecEnv:
                 obs, rewards, terms, truncs, infos = got
             else:
                 obs, rewards, terms, truncs, infos = env.step(acts)
-            agent_reward = np.array([rewards.get(a, 0.0) for a in self._agents], np.float32)
-            out["agent_reward"][b] = agent_reward
-            out["reward"][b] = agent_reward.sum() if self.team_reward == "sum" else agent_reward.mean()
-            ended = {a for a in self._agents if terms.get(a, False) or truncs.get(a, False)}
-            present = self._present(env, obs)
-            alive = [p and a not in ended for p, a in zip(present, self._agents, strict=True)]
+            agent_reward[b] = [rewards.get(a, 0.0) for a in agents]
+            ended = [terms.get(a, False) or truncs.get(a, False) for a in agents]
+            alive = [p and not e for p, e in zip(self._present(env, obs), ended, strict=True)]
             if any(alive):
                 self._fill(out, b, env, obs, infos, alive)
                 continue
             # Episode over: agents that ended on this step keep their last obs (to bootstrap from).
-            self._fill(out, b, env, obs, infos, [a in obs and a in ended for a in self._agents])
-            by_truncation = bool(ended) and not any(terms.get(a, False) for a in ended)
+            self._fill(out, b, env, obs, infos, [e and a in obs for a, e in zip(agents, ended, strict=True)])
+            by_truncation = any(ended) and not any(terms.get(a, False) for a in agents)
             out["truncated" if by_truncation else "terminated"][b] = True
             flags = [info[k] for info in infos.values() for k in ("success", "is_success") if k in info]
             if flags:
@@ -360,6 +354,8 @@ class PettingZooVecEnv:
             obs, infos = env.reset()
             self._clear(out, b)
             self._fill(out, b, env, obs, infos, self._present(env, obs))
+        # Team reward for all envs at once (rows of envs that failed or are quarantined are zero).
+        out["reward"] = agent_reward.sum(1) if self.team_reward == "sum" else agent_reward.mean(1)
         if has_success:
             out["info/success"] = success
         if self._faults is not None:
@@ -370,6 +366,20 @@ class PettingZooVecEnv:
             finals.update(self._fault_finals)
             self._fault_finals = {}
         return self._with_finals(out, finals)
+
+    def _env_actions(self, actions: np.ndarray) -> list[list[Any]]:
+        """Per env, every agent's action as its own space takes it: discrete ids offset by the space's
+        ``start`` (Python ints, which envs index with fastest), boxes cut to size and clipped."""
+        if self._discrete_starts is not None:
+            return (actions + self._discrete_starts).tolist()
+        out = []
+        for row in actions:
+            acts = []
+            for a, space in zip(row, self._layout.action_spaces, strict=True):
+                dim = int(np.prod(space.shape))
+                acts.append(np.clip(a[:dim].reshape(space.shape), space.low, space.high).astype(space.dtype))
+            out.append(acts)
+        return out
 
     # -- per-env faults -----------------------------------------------------------------------------
 
@@ -432,6 +442,11 @@ class PettingZooVecEnv:
         self._quarantined[b] = t
 
     def _with_finals(self, out: Arrays, finals: dict[int, tuple[dict[str, np.ndarray], np.ndarray]]) -> Arrays:
+        if not finals and not (out["terminated"].any() or out["truncated"].any()):
+            # No episode ended: the final fields are never read (step_from_arrays), so no copies.
+            out.update({f"final_{k}": out[k] for k in self._obs_keys})
+            out["final_state"] = out["state"]
+            return out
         final_obs = {k: out[k].copy() for k in self._obs_keys}
         final_state = out["state"].copy()
         for b, (o, s) in finals.items():
@@ -495,13 +510,6 @@ class PettingZooVecEnv:
             out["state"][b] = np.asarray(env.state(), np.float32).reshape(-1)
         elif self.spec.state_dim:
             out["state"][b] = out["obs/vector"][b].reshape(-1)  # [N, D] -> [N * D]
-
-    def _action(self, i: int, a: Any) -> Any:
-        if self._discrete_starts is not None:
-            return int(a) + self._discrete_starts[i]
-        space = self._layout.action_spaces[i]
-        dim = int(np.prod(space.shape))
-        return np.clip(a[:dim].reshape(space.shape), space.low, space.high).astype(space.dtype)
 
 
 def _slots(pieces: tuple[_Piece, ...]) -> list[tuple[_Piece, str, int]]:

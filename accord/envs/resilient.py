@@ -141,8 +141,9 @@ class ResilientVecEnv:
             step = self._restart(f.reason, "step")
         q = step.info.get("quarantined")
         if q is not None:
-            self.counts["env_quarantined"] = max(self.counts["env_quarantined"], int(q.sum()))
-            if bool((q > 0).all()):
+            quarantined = int(q.count_nonzero())
+            self.counts["env_quarantined"] = max(self.counts["env_quarantined"], quarantined)
+            if quarantined == q.numel():
                 last = getattr(self.env, "last_fault", None)
                 raise EnvError(f"{self._where('step')}: every env copy is quarantined after failing "
                                f"runner.quarantine_after times in a row{f' (last: {last})' if last else ''}; "

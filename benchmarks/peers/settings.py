@@ -182,6 +182,7 @@ def epymarl(peer: dict[str, Any]) -> list[Setting]:
             differs="accord has no n-step targets or target critic"),
         row("reward standardization", peer["standardise_rewards"], False,
             differs="accord has no reward standardization" if peer["standardise_rewards"] else ""),
+        row("advantage normalization", "none", "per batch", differs="accord always normalizes advantages"),
         row("clip", peer["eps_clip"], keys=("ppo.clip",)),
         row("entropy coef", peer["entropy_coef"], keys=("ppo.entropy_coef",)),
         row("value loss", "squared error; no value clipping or normalization",
