@@ -70,22 +70,30 @@ class NonFiniteGuard:
         self.streak = 0
         self.lr_scale = 1.0
         self.modules, self.optims = _owned(learner) if max_in_row else ([], [])
-        self._good: tuple[list[Any], pytree.TreeSpec, list[tuple]] | None = None  # leaves, structure, shapes
+        # The last good state, flattened: tensor leaves as copies, the other leaves, and the structure.
+        self._copies: list[Tensor] = []
+        self._others: list[Any] = []
+        self._spec: pytree.TreeSpec | None = None
         if max_in_row:
             self._snapshot()
 
     def _snapshot(self) -> None:
         state = ([m.state_dict() for m in self.modules], [o.state_dict() for o in self.optims])
         leaves, spec = pytree.tree_flatten(state)
-        shapes = [(t.shape, t.dtype) if isinstance(t, Tensor) else None for t in leaves]
-        if self._good is not None and self._good[1] == spec and self._good[2] == shapes:
-            old = self._good[0]
-            live = [t for t in leaves if isinstance(t, Tensor)]
-            torch._foreach_copy_([t for t in old if isinstance(t, Tensor)], live)
-            leaves = [o if isinstance(o, Tensor) else copy.deepcopy(t) for o, t in zip(old, leaves, strict=True)]
+        tensors = [t for t in leaves if isinstance(t, Tensor)]
+        if spec == self._spec and [(t.shape, t.dtype) for t in tensors] == [(c.shape, c.dtype) for c in self._copies]:
+            torch._foreach_copy_(self._copies, tensors)
         else:  # the first snapshot, or the state changed shape (an optimizer's first step): copy anew
-            leaves = [t.detach().clone() if isinstance(t, Tensor) else copy.deepcopy(t) for t in leaves]
-        self._good = (leaves, spec, shapes)
+            self._copies = [t.detach().clone() for t in tensors]
+        self._others = [copy.deepcopy(t) for t in leaves if not isinstance(t, Tensor)]
+        self._is_tensor = [isinstance(t, Tensor) for t in leaves]
+        self._spec = spec
+
+    def _good(self) -> Any:
+        """The last good state (fresh copies, safe to load): ``([module state dicts], [optimizer state dicts])``."""
+        copies, others = iter(self._copies), iter(self._others)
+        leaves = [next(copies) if is_tensor else next(others) for is_tensor in self._is_tensor]
+        return copy.deepcopy(pytree.tree_unflatten(leaves, self._spec))
 
     def _finite(self, losses: dict[str, Any]) -> bool:
         if any(isinstance(v, float) and not math.isfinite(v) for v in losses.values()):
@@ -102,7 +110,7 @@ class NonFiniteGuard:
             return {**losses, "nonfinite_updates": self.total, "lr_scale": self.lr_scale}
         self.total += 1
         self.streak += 1
-        weights, optims = copy.deepcopy(pytree.tree_unflatten(self._good[0], self._good[1]))
+        weights, optims = self._good()
         for m, state in zip(self.modules, weights, strict=True):
             m.load_state_dict(state)
         for o, state in zip(self.optims, optims, strict=True):

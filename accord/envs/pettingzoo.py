@@ -442,8 +442,7 @@ class PettingZooVecEnv:
         self._quarantined[b] = t
 
     def _with_finals(self, out: Arrays, finals: dict[int, tuple[dict[str, np.ndarray], np.ndarray]]) -> Arrays:
-        if not finals and not (out["terminated"].any() or out["truncated"].any()):
-            # No episode ended: the final fields are never read (step_from_arrays), so no copies.
+        if not finals:  # no env has a final observation of its own: the current ones serve, uncopied
             out.update({f"final_{k}": out[k] for k in self._obs_keys})
             out["final_state"] = out["state"]
             return out
