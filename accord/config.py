@@ -139,6 +139,10 @@ class PPOConfig(Section):
     value_clip: bool = Field(True, description="Clip the value change by `clip` (delta clipping).")
     huber_delta: float | None = Field(10.0, gt=0, description="Huber loss on values; null for squared error.")
     value_norm: bool = Field(True, description="Normalize value targets with running statistics.")
+    standardize_rewards: bool = Field(False, description="Standardize team and individual rewards with "
+                                      "running statistics before credit assignment (EPyMARL's MAPPO does).")
+    normalize_advantages: bool = Field(True, description="Normalize advantages per batch over alive agents "
+                                       "(MAPPO's code does; EPyMARL's does not).")
     entropy_coef: float = Field(0.01, ge=0)
     value_coef: float = Field(1.0, ge=0)
     max_grad_norm: float = Field(10.0, gt=0)

@@ -93,8 +93,11 @@ def test_epymarl_matched_with_gru():
     critic = cfg.model.for_critic()  # EPyMARL's cv_critic: MLP 128-128 on the state, no GRU
     assert not critic.recurrent and critic.layers == 2 and critic.hidden == 128
     assert (p.lr, p.entropy_coef, p.max_grad_norm, p.value_norm) == (3e-4, 0.001, 10, False)
+    assert p.standardize_rewards and not p.normalize_advantages  # as EPyMARL's ppo_learner does
+    assert not matched("lbf", {**EPYMARL, "standardise_rewards": False})[1].ppo.standardize_rewards
     differs = {r.name for r in rows if r.differs}
-    assert {"value targets", "reward standardization"} <= differs and "critic" not in differs
+    assert {"value targets", "reward standardization"} <= differs
+    assert not {"critic", "advantage normalization"} & differs
     assert "critic" in {r.name for r in settings.epymarl({**EPYMARL, "obs_last_action": True}) if r.differs}
     # EPyMARL tests 100 episodes at 0, 50k, ..., 200k; accord at 50k, ..., 200k and its best checkpoint,
     # greedy and sampled: 5 x 100 = 5 x 2 x 50 episodes.

@@ -12,6 +12,7 @@ Follows Yu et al. 2022, "The Surprising Effectiveness of PPO in Cooperative Mult
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import torch
@@ -130,6 +131,9 @@ class PPO:
         self.actor = self.policy.actor
         self.critic = Critic(spec, cfg.model.for_critic(), centralized).to(device)
         self.value_norm = ValueNorm().to(device) if cfg.ppo.value_norm else None
+        # Running statistics of the team and the individual rewards (ppo.standardize_rewards).
+        self.reward_norm = nn.ModuleList([ValueNorm(), ValueNorm()]).to(device) if cfg.ppo.standardize_rewards \
+            else None
         # Fused Adam: one kernel per step instead of a dozen small ops per parameter (~20% of an update).
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.ppo.lr, eps=1e-5, fused=True)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.ppo.critic_lr, eps=1e-5, fused=True)
@@ -183,6 +187,8 @@ class PPO:
         p = self.cfg.ppo
         self.env_steps += batch.reward.numel()
         self.evaluate_critic(batch)
+        if self.reward_norm is not None:
+            batch = self._standardized(batch)
 
         # Targets: de-normalized values, bootstrap from the next state (final obs when truncated).
         values = self.denormalize(batch.values)
@@ -205,7 +211,7 @@ class PPO:
         else:
             targets = returns
         # Advantage normalization over alive agents only.
-        adv = normalize(signals.advantages, batch.agent_mask)
+        adv = normalize(signals.advantages, batch.agent_mask) if p.normalize_advantages else signals.advantages
 
         # Epochs x minibatches; metrics stay tensors until one host sync after the last step.
         logs = []
@@ -229,6 +235,15 @@ class PPO:
         out["explained_variance"] = float(1 - (returns - values)[batch.agent_mask].var() / var_ret.clamp_min(1e-8))
         self.updates += 1
         return out
+
+    def _standardized(self, batch: Rollout) -> Rollout:
+        """The batch with rewards standardized by running statistics of real steps (the runner's batch
+        is left as collected); the mean is subtracted too, as EPyMARL does."""
+        team, agents = self.reward_norm
+        alive = batch.agent_mask
+        team.update(batch.reward[alive.any(-1)])
+        agents.update(batch.agent_reward[alive])
+        return replace(batch, reward=team.normalize(batch.reward), agent_reward=agents.normalize(batch.agent_reward))
 
     def _minibatch_losses(self, mb: Minibatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Policy loss, value loss, entropy, approximate KL and clip fraction of one minibatch: the part
@@ -287,6 +302,7 @@ class PPO:
         return {
             "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
             "value_norm": None if self.value_norm is None else self.value_norm.state_dict(),
+            "reward_norm": None if self.reward_norm is None else self.reward_norm.state_dict(),
             "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
             "credit": self.credit.state_dict(),
             "env_steps": self.env_steps, "updates": self.updates,
@@ -297,6 +313,8 @@ class PPO:
         self.critic.load_state_dict(state["critic"])
         if self.value_norm is not None:
             self.value_norm.load_state_dict(state["value_norm"])
+        if self.reward_norm is not None:
+            self.reward_norm.load_state_dict(state["reward_norm"])
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
         self.credit.load_state_dict(state["credit"])

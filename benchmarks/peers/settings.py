@@ -180,9 +180,7 @@ def epymarl(peer: dict[str, Any]) -> list[Setting]:
         row("value targets", f"{peer['q_nstep']}-step returns, target critic (tau "
             f"{peer['target_update_interval_or_tau']})", "GAE(lambda 0.95) returns, no target critic",
             differs="accord has no n-step targets or target critic"),
-        row("reward standardization", peer["standardise_rewards"], False,
-            differs="accord has no reward standardization" if peer["standardise_rewards"] else ""),
-        row("advantage normalization", "none", "per batch", differs="accord always normalizes advantages"),
+        *reward_rows(bool(peer["standardise_rewards"])),
         row("clip", peer["eps_clip"], keys=("ppo.clip",)),
         row("entropy coef", peer["entropy_coef"], keys=("ppo.entropy_coef",)),
         row("value loss", "squared error; no value clipping or normalization",
@@ -191,6 +189,17 @@ def epymarl(peer: dict[str, Any]) -> list[Setting]:
         row("evaluation episodes in the budget", f"{evaluations} x {episodes} (at step 0 and every {every} steps, "
             f"{'greedy' if peer['test_greedy'] else 'sampled'})", accord_text, sets=(*sets, f"eval.num_envs={n_env}"),
             differs="the same episode count, spread differently"),
+    ]
+
+
+def reward_rows(standardize: bool) -> list[Setting]:
+    """EPyMARL's MAPPO: rewards standardized by running statistics (or not), advantages as they come."""
+    return [
+        row("reward standardization", "running mean/std, padded steps too" if standardize else False,
+            "running mean/std, real steps, std >= 0.1" if standardize else False,
+            sets=(f"ppo.standardize_rewards={yaml_text(standardize)}",),
+            differs="accord's statistics: an EMA (MAPPO's ValueNorm) with a variance floor" if standardize else ""),
+        row("advantage normalization", "none", sets=("ppo.normalize_advantages=false",)),
     ]
 
 
