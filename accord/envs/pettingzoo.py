@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -47,6 +48,7 @@ from pettingzoo import ParallelEnv
 from torch import Tensor
 
 from accord.envs.base import EnvSpec, Step
+from accord.envs.resilient import backoff_delay, describe
 from accord.errors import ConfigError, EnvError
 
 logger = logging.getLogger(__name__)
@@ -283,6 +285,8 @@ class PettingZooVecEnv:
             self._streak = [0] * self.num_envs  # consecutive failures per env copy
             self._quarantined: dict[int, int] = {}  # env index -> steps into its placeholder episode
             self._fault_rng = random.Random(len(factories))
+            self._step_faults = np.zeros(self.num_envs, np.float32)  # failed calls per env this step
+            self._fault_finals: dict[int, tuple[dict[str, np.ndarray], np.ndarray]] = {}
 
     # -- VecEnv -------------------------------------------------------------------------------------
 
@@ -385,14 +389,7 @@ class PettingZooVecEnv:
 
     def _faulty_step(self, b: int, acts: dict[str, Any], out: Arrays) -> tuple[Any, ...] | None:
         """``env.step`` of env ``b`` with retries; None when the slot was filled here (restart, quarantine)."""
-        import time
-
-        from accord.envs.resilient import backoff_delay, describe
-
         faults = self._faults
-        if not hasattr(self, "_step_faults"):
-            self._step_faults = np.zeros(self.num_envs, np.float32)
-            self._fault_finals: dict[int, tuple[dict[str, np.ndarray], np.ndarray]] = {}
         if b in self._quarantined:
             self._fill_quarantined(b, out)
             return None
