@@ -4,9 +4,10 @@ Follows Yu et al. 2022, "The Surprising Effectiveness of PPO in Cooperative Mult
 (arXiv 2103.01955), and its reference implementation's defaults; deviations are listed in
 ``accord/algos/README.md``. One :meth:`PPO.update` reads like the paper's algorithm box:
 
-    targets (value de-normalization) -> credit assignment (the credit module's advantages and
-    value targets) -> advantage normalization -> for each epoch and minibatch: clipped surrogate,
-    entropy, clipped Huber value loss -> step -> the credit module trains what it owns.
+    (reward standardization) -> targets (value de-normalization) -> credit assignment (the credit
+    module's advantages and value targets) -> (advantage normalization) -> for each epoch and
+    minibatch: clipped surrogate, entropy, clipped Huber value loss -> step -> the credit module
+    trains what it owns.
 """
 
 from __future__ import annotations
