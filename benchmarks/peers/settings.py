@@ -37,6 +37,10 @@ def row(name: str, peer: Any, accord: Any = SAME, keys: tuple[str, ...] = (), se
     return Setting(name, peer, value, tuple(f"{k}={yaml_text(value)}" for k in keys) + sets, differs)
 
 
+# EPyMARL's ppo_learner and BenchMARL's ClipPPOLoss(normalize_advantage=False) use advantages as they come.
+RAW_ADVANTAGES = row("advantage normalization", "none", sets=("ppo.normalize_advantages=false",))
+
+
 def overrides(rows: list[Setting]) -> list[str]:
     return [o for r in rows for o in r.overrides]
 
@@ -144,11 +148,20 @@ def benchmarl(peer: dict[str, Any]) -> list[Setting]:
         row("value coef", peer["critic_coef"], keys=("ppo.value_coef",)),
         row("value loss", f"{peer['loss_critic_type']}; no value clipping, value or input normalization",
             sets=("ppo.huber_delta=null", "ppo.value_clip=false", "ppo.value_norm=false", "model.input_norm=false")),
+        RAW_ADVANTAGES,
         row("grad-norm clip", peer["max_grad_norm"], keys=("ppo.max_grad_norm",)),
         row("evaluation episodes in the budget", f"{evaluations} x {eval_n} (after the first batch and every "
             f"{eval_every} frames, deterministic)", accord_text, sets=sets,
             differs="the same episode count, spread differently"),
     ]
+
+
+def reward_row(standardize: bool) -> Setting:
+    """EPyMARL's MAPPO standardizes rewards by running statistics (``standardise_rewards``)."""
+    return row("reward standardization", "running mean/std, padded steps too" if standardize else False,
+               "running mean/std, real steps, std >= 0.1" if standardize else False,
+               sets=(f"ppo.standardize_rewards={yaml_text(standardize)}",),
+               differs="accord's statistics: an EMA (MAPPO's ValueNorm) with a variance floor" if standardize else "")
 
 
 def epymarl(peer: dict[str, Any]) -> list[Setting]:
@@ -180,7 +193,8 @@ def epymarl(peer: dict[str, Any]) -> list[Setting]:
         row("value targets", f"{peer['q_nstep']}-step returns, target critic (tau "
             f"{peer['target_update_interval_or_tau']})", "GAE(lambda 0.95) returns, no target critic",
             differs="accord has no n-step targets or target critic"),
-        *reward_rows(bool(peer["standardise_rewards"])),
+        reward_row(bool(peer["standardise_rewards"])),
+        RAW_ADVANTAGES,
         row("clip", peer["eps_clip"], keys=("ppo.clip",)),
         row("entropy coef", peer["entropy_coef"], keys=("ppo.entropy_coef",)),
         row("value loss", "squared error; no value clipping or normalization",
@@ -189,17 +203,6 @@ def epymarl(peer: dict[str, Any]) -> list[Setting]:
         row("evaluation episodes in the budget", f"{evaluations} x {episodes} (at step 0 and every {every} steps, "
             f"{'greedy' if peer['test_greedy'] else 'sampled'})", accord_text, sets=(*sets, f"eval.num_envs={n_env}"),
             differs="the same episode count, spread differently"),
-    ]
-
-
-def reward_rows(standardize: bool) -> list[Setting]:
-    """EPyMARL's MAPPO: rewards standardized by running statistics (or not), advantages as they come."""
-    return [
-        row("reward standardization", "running mean/std, padded steps too" if standardize else False,
-            "running mean/std, real steps, std >= 0.1" if standardize else False,
-            sets=(f"ppo.standardize_rewards={yaml_text(standardize)}",),
-            differs="accord's statistics: an EMA (MAPPO's ValueNorm) with a variance floor" if standardize else ""),
-        row("advantage normalization", "none", sets=("ppo.normalize_advantages=false",)),
     ]
 
 
