@@ -283,6 +283,7 @@ class PettingZooVecEnv:
                                  else None)
         if self._faults is not None:
             self._streak = [0] * self.num_envs  # consecutive failures per env copy
+            self._retries = int(self._faults.get("retries", 0))
             self._quarantined: dict[int, int] = {}  # env index -> steps into its placeholder episode
             self._fault_rng = random.Random(len(factories))
             self._step_faults = np.zeros(self.num_envs, np.float32)  # failed calls per env this step
@@ -393,8 +394,7 @@ class PettingZooVecEnv:
         if b in self._quarantined:
             self._fill_quarantined(b, out)
             return None
-        retries = int(faults.get("retries", 0))
-        for attempt in range(retries + 1):
+        for attempt in range(self._retries + 1):
             try:
                 got = self.envs[b].step(acts)
                 self._streak[b] = 0
@@ -402,7 +402,7 @@ class PettingZooVecEnv:
             except Exception as e:  # a fault of this env copy: retry, then restart or quarantine it
                 error = e
                 self._step_faults[b] += 1
-                if attempt < retries:
+                if attempt < self._retries:
                     time.sleep(backoff_delay(attempt, float(faults.get("backoff_s", 0.05)), self._fault_rng))
         self._streak[b] += 1
         prev = getattr(self, "_prev_obs", None)
