@@ -115,6 +115,30 @@ def test_termination_success_and_per_agent_dones() -> None:
     assert staggered.step(act).terminated.all()
 
 
+class DictsOnly(GymmaEnv):
+    """A GymmaEnv seen only through the ParallelEnv API: no list methods for the vec env to find."""
+
+    def __getattribute__(self, name: str):
+        if name in ("step_lists", "reset_lists") and sys._getframe(1).f_code.co_filename.endswith("pettingzoo.py"):
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+
+@pytest.mark.parametrize("kwargs", [{"end": 2}, {"per_agent_done": True}])
+def test_list_path_batches_as_the_dict_path(kwargs) -> None:
+    """GymmaEnv's own lists (the fast path) give the same arrays as PettingZoo's dicts, dead agents included."""
+    fast, generic = (PettingZooVecEnv([functools.partial(cls, "accord-test/Tiny-v0", kwargs)] * 2)
+                     for cls in (GymmaEnv, DictsOnly))
+    steps = [(fast.reset_arrays(seed=0), generic.reset_arrays(seed=0))]
+    gen = np.random.default_rng(0)
+    for _ in range(7):  # two episodes or more, with autoresets
+        actions = gen.integers(0, 3, (2, 2))
+        steps.append((fast.step_arrays(actions), generic.step_arrays(actions)))
+    assert any((a["agent_mask"].sum(1) == 1).any() for a, _ in steps) == bool(kwargs.get("per_agent_done"))
+    for a, b in steps:
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
 def test_limit_beats_env_end() -> None:
     env = PettingZooVecEnv([functools.partial(GymmaEnv, "accord-test/Tiny-v0", {"end": 9})])
     env.reset(seed=0)

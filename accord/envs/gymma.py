@@ -19,6 +19,7 @@ from food, are invalid there anyway and played as no-ops). Off by default, as in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -90,24 +91,40 @@ class GymmaEnv(ParallelEnv):
         return self.env.action_space[self.possible_agents.index(agent)]
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
-        obs, info = self.env.reset(seed=seed, options=options)
-        self.agents, self._t = list(self.possible_agents), 0
-        return self._per_agent(obs, "observations"), self._infos(info)
+        obs, infos = self.reset_lists(seed, options)
+        return dict(zip(self.possible_agents, obs, strict=True)), self._by_agent(infos)
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         agents = self.possible_agents
-        obs, rewards, done, truncated, info = self.env.step(
-            tuple(actions.get(a, idle) for a, idle in zip(agents, self._idle, strict=True)))
+        obs, rewards, terms, truncs, infos = self.step_lists(
+            [actions.get(a, idle) for a, idle in zip(agents, self._idle, strict=True)])
+        return (dict(zip(agents, obs, strict=True)), dict(zip(agents, rewards, strict=True)),
+                dict(zip(agents, terms, strict=True)), dict(zip(agents, truncs, strict=True)), self._by_agent(infos))
+
+    # -- lists in agent order: what PettingZooVecEnv calls, tuple envs' own form -------------------------
+
+    def reset_lists(self, seed: int | None = None, options: dict | None = None) -> tuple[Sequence, list]:
+        """:meth:`reset` as lists in ``possible_agents`` order: observations and infos."""
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.agents, self._t = list(self.possible_agents), 0
+        return self._checked(obs, "observations"), self._infos(info)
+
+    def step_lists(self, actions: Sequence[Any]) -> tuple[Sequence, list[float], list[bool], list[bool], list]:
+        """:meth:`step` as lists in ``possible_agents`` order, with no dicts built and read back: observations,
+        rewards, terminations, truncations and infos (None for an agent that was not live before the step)."""
+        agents, live = self.possible_agents, self.agents
+        if len(live) < len(agents):
+            actions = [x if a in live else idle for a, x, idle in zip(agents, actions, self._idle, strict=True)]
+        obs, rewards, done, truncated, info = self.env.step(tuple(actions))
         self._t += 1
         clock = self.max_cycles is not None and self._t >= self.max_cycles
         dones = self._flags(done, "dones")
         truncs = [clock or t for t in self._flags(truncated, "truncations")]
         terms = [d and not t for d, t in zip(dones, truncs, strict=True)]
         infos = self._infos(info)  # for the agents live before this step, as PettingZoo gives them
-        self.agents = [a for a, d, t in zip(agents, dones, truncs, strict=True) if a in self.agents and not (d or t)]
-        return (self._per_agent(obs, "observations"),
-                dict(zip(agents, map(float, self._checked(rewards, "rewards")), strict=True)),
-                dict(zip(agents, terms, strict=True)), dict(zip(agents, truncs, strict=True)), infos)
+        self.agents = [a for a, d, t in zip(agents, dones, truncs, strict=True) if a in live and not (d or t)]
+        return (self._checked(obs, "observations"), [float(r) for r in self._checked(rewards, "rewards")],
+                terms, truncs, infos)
 
     def render(self) -> Any:
         return self.env.render()
@@ -115,17 +132,21 @@ class GymmaEnv(ParallelEnv):
     def close(self) -> None:
         self.env.close()
 
-    def _infos(self, info: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """The env's info for every live agent, with its valid-action mask when asked for."""
+    def _infos(self, info: dict[str, Any]) -> list[dict[str, Any] | None]:
+        """The env's info for every live agent (None for the others), with its valid-action mask when asked for."""
+        live, agents = self.agents, self.possible_agents
         if not self.action_masks:
-            return {a: info for a in self.agents}
+            return [info] * len(agents) if len(live) == len(agents) else [info if a in live else None for a in agents]
         inner = self.env.unwrapped
-        out = {}
-        for agent, player, space in zip(self.possible_agents, inner.players, self.env.action_space, strict=True):
+        out = []
+        for agent, player, space in zip(agents, inner.players, self.env.action_space, strict=True):
             mask = np.zeros(space.n, dtype=np.int8)
             mask[[int(action.value) for action in inner._valid_actions[player]]] = 1
-            out[agent] = {**info, "action_mask": mask}
-        return {a: out[a] for a in self.agents}
+            out.append({**info, "action_mask": mask} if agent in live else None)
+        return out
+
+    def _by_agent(self, infos: list[dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
+        return {a: i for a, i in zip(self.possible_agents, infos, strict=True) if i is not None}
 
     def _flags(self, value: Any, what: str) -> list[bool]:
         """One flag for all agents, or one per agent, as a list in agent order."""
@@ -138,6 +159,3 @@ class GymmaEnv(ParallelEnv):
             raise EnvError(f"{self.metadata['name']} returned {len(values)} {what} for "
                            f"{len(self.possible_agents)} agents; hint: one per agent, in tuple order")
         return values
-
-    def _per_agent(self, values: Any, what: str) -> dict[str, Any]:
-        return dict(zip(self.possible_agents, self._checked(values, what), strict=True))

@@ -80,6 +80,28 @@ def step_from_arrays(arrays: Arrays, device: torch.device) -> Step:
                 final_state=t(arrays["final_state"]) if finished else None, info=info)
 
 
+def _reset_lists(env: ParallelEnv, agents: Sequence[str], seed: int | None = None) -> tuple[Sequence, list]:
+    """``env.reset`` as lists in agent order: observations and infos (None where an agent has none)."""
+    native = getattr(env, "reset_lists", None)
+    if native is not None:
+        return native(seed)
+    obs, infos = env.reset(seed=seed)
+    return [obs.get(a) for a in agents], [infos.get(a) for a in agents]
+
+
+def _step_lists(env: ParallelEnv, agents: Sequence[str], row: Sequence[Any]
+                ) -> tuple[Sequence, list[float], list[bool], list[bool], list]:
+    """``env.step`` with every agent's action, as lists in agent order (None where an agent has no
+    observation or info). Envs with a ``step_lists`` of their own (GymmaEnv: tuple envs) skip the dicts."""
+    native = getattr(env, "step_lists", None)
+    if native is not None:
+        return native(row)
+    live = env.agents
+    obs, rewards, terms, truncs, infos = env.step({a: x for a, x in zip(agents, row, strict=True) if a in live})
+    return ([obs.get(a) for a in agents], [rewards.get(a, 0.0) for a in agents], [terms.get(a, False) for a in agents],
+            [truncs.get(a, False) for a in agents], [infos.get(a) for a in agents])
+
+
 TEXT_KEYS = ("text", "tokens")  # Dict keys whose integer Box holds token ids
 IMAGE_KEYS = ("image",)  # Dict keys that must hold an image
 
@@ -320,7 +342,7 @@ class PettingZooVecEnv:
         """Reset every env (env ``i`` with ``seed + i``) and return the batched arrays."""
         out = self._empty()
         for b, env in enumerate(self.envs):
-            obs, infos = env.reset(seed=None if seed is None else seed + b)
+            obs, infos = _reset_lists(env, self._agents, None if seed is None else seed + b)
             self._fill(out, b, env, obs, infos, self._present(env, obs))
         return self._with_finals(out, {})
 
@@ -332,31 +354,29 @@ class PettingZooVecEnv:
         has_success = False
         agents, agent_reward = self._agents, out["agent_reward"]
         for b, (env, row) in enumerate(zip(self.envs, self._env_actions(actions), strict=True)):
-            live = env.agents
-            acts = {a: x for a, x in zip(agents, row, strict=True) if a in live}
             if self._faults is not None:  # per-env retries, restarts and quarantine
-                got = self._faulty_step(b, acts, out)
+                got = self._faulty_step(b, row, out)
                 if got is None:
                     continue
                 env = self.envs[b]
-                obs, rewards, terms, truncs, infos = got
             else:
-                obs, rewards, terms, truncs, infos = env.step(acts)
-            agent_reward[b] = [rewards.get(a, 0.0) for a in agents]
-            ended = [terms.get(a, False) or truncs.get(a, False) for a in agents]
+                got = _step_lists(env, agents, row)
+            obs, rewards, terms, truncs, infos = got
+            agent_reward[b] = rewards
+            ended = [t or u for t, u in zip(terms, truncs, strict=True)]
             alive = [p and not e for p, e in zip(self._present(env, obs), ended, strict=True)]
             if any(alive):
                 self._fill(out, b, env, obs, infos, alive)
                 continue
             # Episode over: agents that ended on this step keep their last obs (to bootstrap from).
-            self._fill(out, b, env, obs, infos, [e and a in obs for a, e in zip(agents, ended, strict=True)])
-            by_truncation = any(ended) and not any(terms.get(a, False) for a in agents)
+            self._fill(out, b, env, obs, infos, [e and o is not None for o, e in zip(obs, ended, strict=True)])
+            by_truncation = any(ended) and not any(terms)
             out["truncated" if by_truncation else "terminated"][b] = True
-            flags = [info[k] for info in infos.values() for k in ("success", "is_success") if k in info]
+            flags = [info[k] for info in infos if info for k in ("success", "is_success") if k in info]
             if flags:
                 has_success, success[b] = True, max(float(f) for f in flags)
             finals[b] = ({k: out[k][b].copy() for k in self._obs_keys}, out["state"][b].copy())
-            obs, infos = env.reset()
+            obs, infos = _reset_lists(env, agents)
             self._clear(out, b)
             self._fill(out, b, env, obs, infos, self._present(env, obs))
         # Team reward for all envs at once (rows of envs that failed or are quarantined are zero).
@@ -388,7 +408,7 @@ class PettingZooVecEnv:
 
     # -- per-env faults -----------------------------------------------------------------------------
 
-    def _faulty_step(self, b: int, acts: dict[str, Any], out: Arrays) -> tuple[Any, ...] | None:
+    def _faulty_step(self, b: int, row: Sequence[Any], out: Arrays) -> tuple[Any, ...] | None:
         """``env.step`` of env ``b`` with retries; None when the slot was filled here (restart, quarantine)."""
         faults = self._faults
         if b in self._quarantined:
@@ -396,7 +416,7 @@ class PettingZooVecEnv:
             return None
         for attempt in range(self._retries + 1):
             try:
-                got = self.envs[b].step(acts)
+                got = _step_lists(self.envs[b], self._agents, row)
                 self._streak[b] = 0
                 return got
             except Exception as e:  # a fault of this env copy: retry, then restart or quarantine it
@@ -422,7 +442,7 @@ class PettingZooVecEnv:
         with contextlib.suppress(Exception):  # already broken
             self.envs[b].close()
         self.envs[b] = self._factories[b]()
-        obs, infos = self.envs[b].reset()
+        obs, infos = _reset_lists(self.envs[b], self._agents)
         self._fill(out, b, self.envs[b], obs, infos, self._present(self.envs[b], obs))
         return None
 
@@ -453,9 +473,12 @@ class PettingZooVecEnv:
         out["final_state"] = final_state
         return out
 
-    def _present(self, env: ParallelEnv, obs: dict[str, Any]) -> list[bool]:
-        live = set(env.agents)
-        return [a in live and a in obs for a in self._agents]
+    def _present(self, env: ParallelEnv, obs: Sequence[Any]) -> list[bool]:
+        live = env.agents
+        if len(live) == len(self._agents):  # everybody (the common case): no set to build
+            return [o is not None for o in obs]
+        live = set(live)
+        return [a in live and o is not None for a, o in zip(self._agents, obs, strict=True)]
 
     def _clear(self, out: Arrays, b: int) -> None:
         """Env ``b``'s rows as :meth:`_empty` made them (zero obs, all-True avail), to be filled again."""
@@ -468,19 +491,18 @@ class PettingZooVecEnv:
         out: Arrays,
         b: int,
         env: ParallelEnv,
-        obs: dict[str, Any],
-        infos: dict[str, dict],
+        obs: Sequence[Any],
+        infos: Sequence[dict | None],
         show: list[bool],
     ) -> None:
         """Write env ``b``'s obs, mask, avail and state into rows that :meth:`_empty` or :meth:`_clear`
         left as dead agents have them (zero obs, all-True avail); agents not shown count as dead."""
         lay = self._layout
         out["agent_mask"][b] = show
-        for i, a in enumerate(self._agents):
+        for i, (a, raw, info) in enumerate(zip(self._agents, obs, infos, strict=True)):
             if not show[i]:
                 continue
-            raw = obs[a]
-            mask = infos.get(a, {}).get("action_mask") if infos else None
+            mask = info.get("action_mask") if info else None
             if lay.dict_obs:
                 mask = raw.get("action_mask", mask)
                 raw = raw["observation"]
