@@ -61,6 +61,18 @@ class FakeEnv:
         pass
 
 
+@pytest.fixture(params=["numpy", "torch"])
+def guarded(request) -> Callable[[FakeEnv], GuardedVecEnv]:
+    """The guard with its value checks in numpy (CPU) or in torch (every other device)."""
+
+    def make(inner: FakeEnv) -> GuardedVecEnv:
+        env = GuardedVecEnv(inner)
+        env._numpy = request.param == "numpy"
+        return env
+
+    return make
+
+
 def test_valid_env_passes_unchanged() -> None:
     inner = FakeEnv()
     env = GuardedVecEnv(inner)
@@ -69,14 +81,14 @@ def test_valid_env_passes_unchanged() -> None:
     assert env.step(torch.zeros(B, N, dtype=torch.long)) is inner.last
 
 
-def test_nan_reward_names_the_field_and_env() -> None:
-    env = GuardedVecEnv(FakeEnv(lambda s: s.reward.__setitem__(3, float("nan"))))
+def test_nan_reward_names_the_field_and_env(guarded) -> None:
+    env = guarded(FakeEnv(lambda s: s.reward.__setitem__(3, float("nan"))))
     with pytest.raises(EnvError, match=r"env 'fake' at reset: NaN in reward at env 3; hint"):
         env.reset()
 
 
-def test_inf_in_obs_names_env_and_agent() -> None:
-    env = GuardedVecEnv(FakeEnv(lambda s: s.obs["vector"].__setitem__((1, 2, 0), float("inf"))))
+def test_inf_in_obs_names_env_and_agent(guarded) -> None:
+    env = guarded(FakeEnv(lambda s: s.obs["vector"].__setitem__((1, 2, 0), float("inf"))))
     with pytest.raises(EnvError, match=r"inf in obs\['vector'\] at env 1, agent 2"):
         env.reset()
 
@@ -98,22 +110,22 @@ def test_wrong_dtype_is_reported() -> None:
         GuardedVecEnv(FakeEnv(corrupt)).reset()
 
 
-def test_alive_agent_without_available_action() -> None:
+def test_alive_agent_without_available_action(guarded) -> None:
     def corrupt(step: Step) -> None:
         step.avail_actions[2, 1] = False
 
     with pytest.raises(EnvError, match="no available action for alive agent 1 at env 2"):
-        GuardedVecEnv(FakeEnv(corrupt)).reset()
+        guarded(FakeEnv(corrupt)).reset()
 
     def corrupt_dead(step: Step) -> None:
         corrupt(step)
         step.agent_mask[2, 1] = False  # a dead agent may have none
 
-    GuardedVecEnv(FakeEnv(corrupt_dead)).reset()
+    guarded(FakeEnv(corrupt_dead)).reset()
 
 
-def test_actions_are_checked() -> None:
-    env = GuardedVecEnv(FakeEnv())
+def test_actions_are_checked(guarded) -> None:
+    env = guarded(FakeEnv())
     env.reset()
     with pytest.raises(EnvError, match=r"actions has shape \(4, 2\), expected \(4, 3\)"):
         env.step(torch.zeros(B, N - 1, dtype=torch.long))
@@ -123,6 +135,12 @@ def test_actions_are_checked() -> None:
         env.step(torch.ones(B, N, dtype=torch.long))
     with pytest.raises(EnvError, match="action 5 of agent 1 at env 0"):
         env.step(torch.tensor([[0, 5, 0]] * B))
+    with pytest.raises(EnvError, match="action -1 of agent 2 at env 3"):
+        env.step(torch.tensor([[0, 0, 0]] * (B - 1) + [[0, 1, -1]]))
+    dead = GuardedVecEnv(FakeEnv(lambda s: s.agent_mask[:, 0].fill_(False)))
+    dead._numpy = env._numpy
+    dead.reset()
+    dead.step(torch.ones(B, N, dtype=torch.long))  # a dead agent may send any action in range
 
 
 def test_pettingzoo_env_passes() -> None:

@@ -2,7 +2,9 @@
 
 Without it a wrong shape surfaces as a broadcasting error deep in a model, and a NaN reward as a
 NaN loss hours later. Every check is a handful of whole-tensor ops (one host sync for all finiteness
-and mask checks), so the guard stays on by default.
+and mask checks), so the guard stays on by default. On the CPU the value checks run in numpy on the
+tensors' own memory: on fields of a few hundred numbers, between env steps, numpy's reductions cost
+about a third of torch's per-op dispatch (docs/benchmarks.md, ninth speed round).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -34,6 +37,8 @@ class GuardedVecEnv:
         self.name = name or getattr(env, "name", type(env).__name__)
         self._last: Step | None = None
         self.steps = 0  # steps so far, named in errors
+        self._numpy = self.device.type == "cpu"  # value checks in numpy (see the module docstring)
+        self._env_rows, self._agent_cols = np.ogrid[:self.num_envs, :self.spec.n_agents]  # index [B, N] by action
 
     def __getattr__(self, attr: str) -> Any:
         if attr == "env":  # not yet set (e.g. while unpickling): avoid recursing
@@ -109,15 +114,8 @@ class GuardedVecEnv:
                     f"info['{k}'] is {got}, expected a tensor [B] or [B, N] with B={b}", _LAYOUT_HINT
                 )
 
-        # One op over every float field: the max |x| of each is finite iff the field holds no NaN/inf.
-        present = [t for _, t in finite if t.numel()]
-        flags = [(torch.stack(torch._foreach_norm(present, float("inf"))) < float("inf")).all()] if present else []
         tokens = [(f"{prefix}['text']", obs["text"]) for prefix, obs, _ in observations if "text" in obs]
-        flags += [((t >= 0) & (t < spec.vocab_size)).all() for _, t in tokens]
-        some_action = step.avail_actions.any(-1) | ~step.agent_mask  # [B, N]; discrete only
-        if spec.avail_dim:
-            flags.append(some_action.all())
-        if not flags or bool(functools.reduce(torch.logical_and, flags)):  # the only host sync on the happy path
+        if self._values_ok([t for _, t in finite if t.numel()], [t for _, t in tokens], step):
             return step
         for field, t in finite:
             bad = ~torch.isfinite(t)
@@ -135,11 +133,39 @@ class GuardedVecEnv:
             if not bool(((t >= 0) & (t < spec.vocab_size)).all()):
                 raise self._fail(f"{field} holds token ids from {int(t.min())} to {int(t.max())}, outside the "
                                  f"vocabulary [0, {spec.vocab_size})", "set EnvSpec.vocab_size to cover every id")
-        env, agent = (~some_action).nonzero()[0].tolist()
+        env, agent = (~step.avail_actions.any(-1) & step.agent_mask).nonzero()[0].tolist()
         raise self._fail(
             f"avail_actions has no available action for alive agent {agent} at env {env}",
             "every alive agent needs at least one available action (e.g. a no-op)",
         )
+
+    def _values_ok(self, floats: list[Tensor], tokens: list[Tensor], step: Step) -> bool:
+        """No NaN/inf in any float field, every token id in the vocabulary, an action for every live agent."""
+        vocab, avail, live = self.spec.vocab_size, step.avail_actions, step.agent_mask
+        if self._numpy:
+            return bool(all(np.isfinite(t.numpy()).all() for t in floats)
+                        and all(((x := t.numpy()) >= 0).all() and (x < vocab).all() for t in tokens)
+                        and (not self.spec.avail_dim or (avail.numpy().any(-1) >= live.numpy()).all()))
+        # One op over every float field: the max |x| of each is finite iff the field holds no NaN/inf.
+        flags = [(torch.stack(torch._foreach_norm(floats, float("inf"))) < float("inf")).all()] if floats else []
+        flags += [((t >= 0) & (t < vocab)).all() for t in tokens]
+        if self.spec.avail_dim:
+            flags.append((avail.any(-1) >= live).all())  # [B, N]: some action, or not live
+        return not flags or bool(functools.reduce(torch.logical_and, flags))  # the only host sync on the happy path
+
+    def _unavailable(self, actions: Tensor) -> tuple[int, int] | None:
+        """The first (env, agent) whose action is out of range or unavailable (dead agents may send any id
+        in range), or None."""
+        top, last = self.spec.n_actions - 1, self._last
+        if self._numpy:
+            a, avail, live = actions.numpy(), last.avail_actions.numpy(), last.agent_mask.numpy()
+            clamped = a.clip(0, top)
+            ok = (clamped == a) & (avail[self._env_rows, self._agent_cols, clamped] >= live)
+            return None if ok.all() else tuple(int(i) for i in np.argwhere(~ok)[0])
+        clamped = actions.clamp(0, top)
+        chosen = last.avail_actions.gather(-1, clamped.unsqueeze(-1)).squeeze(-1)  # [B, N]
+        ok = (clamped == actions) & (chosen >= last.agent_mask)
+        return None if bool(ok.all()) else tuple((~ok).nonzero()[0].tolist())
 
     def _check_actions(self, actions: Tensor) -> None:
         if self._last is None:
@@ -154,11 +180,9 @@ class GuardedVecEnv:
                 )
             return
         self._expect("actions", actions, (b, n), torch.int64, "[B, N]")
-        clamped = actions.clamp(0, spec.n_actions - 1)
-        avail = self._last.avail_actions.gather(-1, clamped.unsqueeze(-1)).squeeze(-1)  # [B, N]
-        ok = (clamped == actions) & (avail | ~self._last.agent_mask)  # dead agents may send anything valid
-        if not bool(ok.all()):
-            env, agent = (~ok).nonzero()[0].tolist()
+        bad = self._unavailable(actions)
+        if bad is not None:
+            env, agent = bad
             action = int(actions[env, agent])
             raise self._fail(
                 f"action {action} of agent {agent} at env {env} is unavailable (n_actions={spec.n_actions})",
