@@ -383,10 +383,12 @@ class PettingZooVecEnv:
         out["reward"] = agent_reward.sum(1) if self.team_reward == "sum" else agent_reward.mean(1)
         if has_success:
             out["info/success"] = success
-        if self._faults is not None:
-            out["info/quarantined"] = np.array([b in self._quarantined for b in range(self.num_envs)], np.float32)
-            out["info/env_fault"] = self._step_faults
-            self._step_faults = np.zeros(self.num_envs, np.float32)
+        if self._faults is not None:  # fault figures only on steps that have some (a missing info key reads as 0)
+            if self._quarantined:
+                out["info/quarantined"] = np.array([b in self._quarantined for b in range(self.num_envs)], np.float32)
+            if self._step_faults.any():
+                out["info/env_fault"] = self._step_faults
+                self._step_faults = np.zeros(self.num_envs, np.float32)
             self._prev_obs = {k: out[k].copy() for k in self._obs_keys}, out["state"].copy()
             finals.update(self._fault_finals)
             self._fault_finals = {}
