@@ -327,9 +327,11 @@ class PettingZooVecEnv:
 
     def _empty(self) -> Arrays:
         b, n, spec = self.num_envs, self.spec.n_agents, self.spec
+        obs = {f"obs/{m}": np.zeros((b, n, *shape), _NP_DTYPES[m]) for m, shape in spec.obs_shapes.items()}
+        concat = spec.state_dim and not self._layout.has_state_fn  # the agents' vectors side by side: a view
         return {
-            **{f"obs/{m}": np.zeros((b, n, *shape), _NP_DTYPES[m]) for m, shape in spec.obs_shapes.items()},
-            "state": np.zeros((b, spec.state_dim), np.float32),
+            **obs,
+            "state": obs["obs/vector"].reshape(b, -1) if concat else np.zeros((b, spec.state_dim), np.float32),
             "reward": np.zeros(b, np.float32),
             "agent_reward": np.zeros((b, n), np.float32),
             "terminated": np.zeros(b, bool),
@@ -526,10 +528,8 @@ class PettingZooVecEnv:
                 avail[: mask.size] = mask
             elif self._padded_avail[i]:  # an agent with fewer actions than the largest action space
                 out["avail_actions"][b, i] = lay.default_avail[i]
-        if lay.has_state_fn:
+        if lay.has_state_fn:  # else the state is a view of the vectors (see _empty)
             out["state"][b] = np.asarray(env.state(), np.float32).reshape(-1)
-        elif self.spec.state_dim:
-            out["state"][b] = out["obs/vector"][b].reshape(-1)  # [N, D] -> [N * D]
 
 
 def _slots(pieces: tuple[_Piece, ...]) -> list[tuple[_Piece, str, int]]:
