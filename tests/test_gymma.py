@@ -139,6 +139,21 @@ def test_list_path_batches_as_the_dict_path(kwargs) -> None:
         assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
+def test_plain_vectors_fill_as_entry_by_entry() -> None:
+    """lbforaging's flat observations go in one copy per env; the same rows as the general path's."""
+    fast, general = PettingZooVecEnv([lbf] * 2), PettingZooVecEnv([lbf] * 2)
+    general._plain = False
+    assert fast._plain
+    steps = [(fast.reset_arrays(seed=3), general.reset_arrays(seed=3))]
+    gen = np.random.default_rng(0)
+    for _ in range(55):  # crosses the autoreset at the time limit
+        actions = gen.integers(0, 6, (2, 2))
+        steps.append((fast.step_arrays(actions), general.step_arrays(actions)))
+    assert any(a["truncated"].any() for a, _ in steps)
+    for a, b in steps:
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
 def test_limit_beats_env_end() -> None:
     env = PettingZooVecEnv([functools.partial(GymmaEnv, "accord-test/Tiny-v0", {"end": 9})])
     env.reset(seed=0)

@@ -116,6 +116,7 @@ class _Piece:
     hwc: bool = False  # image arrives channels-last
     charset: tuple[str, ...] = ()  # gymnasium Text: token id = index + 1
     vocab: int = 0  # text: token ids lie in [0, vocab)
+    rank1: bool = False  # a vector that arrives flat (no reshape needed)
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def _piece(agent: str, key: str | None, space: spaces.Space) -> _Piece:
     if key in IMAGE_KEYS:
         raise EnvError(f"{name} is an image, so it must be a uint8 Box of rank 3 (HWC or CHW), got dtype "
                        f"{space.dtype} and shape {shape}; hint: convert it with .astype(np.uint8)")
-    return _Piece(key, "vector", (int(np.prod(shape)),))
+    return _Piece(key, "vector", (int(np.prod(shape)),), rank1=len(shape) == 1)
 
 
 def _agent_pieces(agent: str, space: spaces.Space) -> tuple[_Piece, ...]:
@@ -300,6 +301,12 @@ class PettingZooVecEnv:
         # Per agent, where each observation entry goes: (entry, array key, offset in the vector row).
         self._slots = [_slots(pieces) for pieces in self._layout.pieces]
         self._padded_avail = [not row.all() for row in self._layout.default_avail]
+        # Every agent sees one flat vector of the full width (lbforaging, mpe2): an env's rows are one copy.
+        width = self.spec.obs_shapes.get("vector")
+        self._plain = not (self._layout.dict_obs or self._layout.multimodal or any(self._padded_avail)) and all(
+            len(p) == 1 and p[0].modality == "vector" and p[0].rank1 and p[0].shape == width
+            for p in self._layout.pieces)
+        self._all_true = np.ones((self.num_envs, self.spec.n_agents, self.spec.avail_dim), bool)
         spaces_ = self._layout.action_spaces
         self._discrete_starts = (np.array([int(s.start) for s in spaces_]) if self.spec.action_kind == "discrete"
                                  else None)
@@ -337,7 +344,7 @@ class PettingZooVecEnv:
             "terminated": np.zeros(b, bool),
             "truncated": np.zeros(b, bool),
             "agent_mask": np.zeros((b, n), bool),
-            "avail_actions": np.ones((b, n, spec.avail_dim), bool),
+            "avail_actions": self._all_true.copy(),
         }
 
     def reset_arrays(self, seed: int | None = None) -> Arrays:
@@ -501,8 +508,18 @@ class PettingZooVecEnv:
     ) -> None:
         """Write env ``b``'s obs, mask, avail and state into rows that :meth:`_empty` or :meth:`_clear`
         left as dead agents have them (zero obs, all-True avail); agents not shown count as dead."""
-        lay = self._layout
         out["agent_mask"][b] = show
+        if self._plain and all(show) and not any(info and "action_mask" in info for info in infos):
+            out["obs/vector"][b] = obs  # the whole env's rows in one copy
+        else:
+            self._fill_agents(out, b, obs, infos, show)
+        if self._layout.has_state_fn:  # else the state is a view of the vectors (see _empty)
+            out["state"][b] = np.asarray(env.state(), np.float32).reshape(-1)
+
+    def _fill_agents(self, out: Arrays, b: int, obs: Sequence[Any], infos: Sequence[dict | None],
+                     show: list[bool]) -> None:
+        """:meth:`_fill`'s observations and action masks, agent by agent and entry by entry."""
+        lay = self._layout
         for i, (a, raw, info) in enumerate(zip(self._agents, obs, infos, strict=True)):
             if not show[i]:
                 continue
@@ -528,8 +545,6 @@ class PettingZooVecEnv:
                 avail[: mask.size] = mask
             elif self._padded_avail[i]:  # an agent with fewer actions than the largest action space
                 out["avail_actions"][b, i] = lay.default_avail[i]
-        if lay.has_state_fn:  # else the state is a view of the vectors (see _empty)
-            out["state"][b] = np.asarray(env.state(), np.float32).reshape(-1)
 
 
 def _slots(pieces: tuple[_Piece, ...]) -> list[tuple[_Piece, str, int]]:
