@@ -118,13 +118,15 @@ class GymmaEnv(ParallelEnv):
         obs, rewards, done, truncated, info = self.env.step(tuple(actions))
         self._t += 1
         clock = self.max_cycles is not None and self._t >= self.max_cycles
+        obs, rewards = self._checked(obs, "observations"), [float(r) for r in self._checked(rewards, "rewards")]
+        if done is False and truncated is False and not clock and len(live) == len(agents):  # the common step
+            return obs, rewards, [False] * len(agents), [False] * len(agents), self._infos(info)
         dones = self._flags(done, "dones")
         truncs = [clock or t for t in self._flags(truncated, "truncations")]
         terms = [d and not t for d, t in zip(dones, truncs, strict=True)]
         infos = self._infos(info)  # for the agents live before this step, as PettingZoo gives them
         self.agents = [a for a, d, t in zip(agents, dones, truncs, strict=True) if a in live and not (d or t)]
-        return (self._checked(obs, "observations"), [float(r) for r in self._checked(rewards, "rewards")],
-                terms, truncs, infos)
+        return obs, rewards, terms, truncs, infos
 
     def render(self) -> Any:
         return self.env.render()
