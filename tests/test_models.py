@@ -30,6 +30,17 @@ def test_unavailable_actions_are_never_sampled():
         assert torch.allclose(logp, actor.log_prob(params[0], act))
 
 
+def test_log_prob_entropy_is_log_prob_and_entropy():
+    actor = Actor(SPEC, ModelConfig())
+    avail = torch.rand(2, 8, 3, 5) > 0.3
+    avail[..., 0] = True
+    params, _ = actor({"vector": torch.randn(2, 8, 3, 4)}, avail)
+    act, _ = actor.sample(params)
+    logp, ent = actor.log_prob_entropy(params, act)
+    torch.testing.assert_close(logp, actor.log_prob(params, act))
+    torch.testing.assert_close(ent, actor.entropy(params))
+
+
 def test_continuous_log_prob_matches_torch_normal():
     spec = EnvSpec(n_agents=2, obs_shapes={"vector": (3,)}, state_dim=0, action_kind="continuous",
                    n_actions=2, episode_limit=5)

@@ -32,16 +32,17 @@ from accord.policy import Policy
 from accord.rollout import Rollout
 
 
-def clipped_surrogate(logp: Tensor, logp_old: Tensor, adv: Tensor, clip: float, mask: Tensor) -> Tensor:
-    """Eq. (PPO-clip): -E[min(r A, clip(r, 1-eps, 1+eps) A)], r = pi/pi_old, over alive agents."""
-    ratio = torch.exp(logp - logp_old)
-    surr = torch.minimum(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv)
-    return -masked_mean(surr, mask)
+def clipped_surrogate(ratio: Tensor, adv: Tensor, clip: float, weight: Tensor) -> Tensor:
+    """Eq. (PPO-clip): -E[min(r A, clip(r, 1-eps, 1+eps) A)], r = pi/pi_old, over alive agents: ``weight``
+    is each entry's share of the mean (0 for dead agents; see :meth:`PPO._minibatch_losses`)."""
+    adv = adv * weight  # one weighting of the constants, not of the differentiated surrogate
+    return -torch.minimum(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv).sum()
 
 
 def value_loss(v: Tensor, v_old: Tensor, target: Tensor, clip: float | None, huber: float | None,
-               mask: Tensor) -> Tensor:
-    """max(l(R - V), l(R - V_clip)), V_clip = V_old + clip(V - V_old, -eps, eps); l Huber or squared."""
+               weight: Tensor) -> Tensor:
+    """max(l(R - V), l(R - V_clip)), V_clip = V_old + clip(V - V_old, -eps, eps); l Huber or squared;
+    the mean over alive agents, ``weight`` as in :func:`clipped_surrogate`."""
     def loss(err: Tensor) -> Tensor:
         if huber is None:
             return 0.5 * err.pow(2)
@@ -51,7 +52,7 @@ def value_loss(v: Tensor, v_old: Tensor, target: Tensor, clip: float | None, hub
     if clip is not None:
         v_clip = v_old + (v - v_old).clamp(-clip, clip)
         l_v = torch.maximum(l_v, loss(target - v_clip))
-    return masked_mean(l_v, mask)
+    return (l_v * weight).sum()
 
 
 LOG_KEYS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac", "actor_grad_norm",
@@ -251,17 +252,20 @@ class PPO:
         of the update that ``train.compile`` compiles (actor and critic in one graph)."""
         p = self.cfg.ppo
         params, _ = self.actor(mb.obs, mb.avail, mb.h_actor, mb.starts)
-        logp = self.actor.log_prob(params, mb.actions)
+        logp, entropy = self.actor.log_prob_entropy(params, mb.actions)
+        # Masked means as weighted sums: the alive agents' count is divided out once, not in each mean.
+        weight = mb.mask / mb.mask.sum().clamp_min(1.0)
+        log_ratio = logp - mb.logp
+        ratio = log_ratio.exp()
         # Eq. 1 (MAPPO): clipped surrogate with an entropy bonus.
-        policy_loss = clipped_surrogate(logp, mb.logp, mb.adv, p.clip, mb.mask)
-        entropy = masked_mean(self.actor.entropy(params), mb.mask)
+        policy_loss = clipped_surrogate(ratio, mb.adv, p.clip, weight)
+        entropy = (entropy * weight).sum()
         # Eq. 2 (MAPPO): clipped Huber value loss on normalized targets.
         v, _ = self.critic(mb.obs, mb.state, mb.h_critic, mb.starts)
-        v_loss = value_loss(v, mb.values, mb.targets, p.clip if p.value_clip else None, p.huber_delta, mb.mask)
+        v_loss = value_loss(v, mb.values, mb.targets, p.clip if p.value_clip else None, p.huber_delta, weight)
         with torch.no_grad():
-            log_ratio = logp - mb.logp
-            kl = masked_mean(log_ratio.exp() - 1 - log_ratio, mb.mask)
-            clipped = masked_mean(((log_ratio.exp() - 1).abs() > p.clip).float(), mb.mask)
+            kl = ((ratio - 1 - log_ratio) * weight).sum()
+            clipped = (((ratio - 1).abs() > p.clip) * weight).sum()
         return policy_loss, v_loss, entropy, kl, clipped
 
     def _step(self, loss: Tensor) -> tuple[Tensor, Tensor]:

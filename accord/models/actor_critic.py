@@ -73,7 +73,7 @@ class Actor(nn.Module):
         x, h = self.body(self.encoder(obs), h, starts, agent)
         out = self.head(x, agent)
         if self.discrete:
-            out = out.masked_fill(~avail, -1e9)
+            out = torch.where(avail, out, -1e9)
         return out, h
 
     def sample(self, params: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor]:
@@ -93,6 +93,13 @@ class Actor(nn.Module):
             return params.log_softmax(-1).gather(-1, act.unsqueeze(-1)).squeeze(-1)
         z = (act - params) * torch.exp(-self.log_std)
         return (-0.5 * z.pow(2) - self.log_std - 0.5 * LOG_2PI).sum(-1)
+
+    def log_prob_entropy(self, params: Tensor, act: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`log_prob` and :meth:`entropy` together (PPO's loss needs both): one log-softmax."""
+        if not self.discrete:
+            return self.log_prob(params, act), self.entropy(params)
+        logp = params.log_softmax(-1)
+        return logp.gather(-1, act.unsqueeze(-1)).squeeze(-1), -(logp.exp() * logp).sum(-1)
 
     def entropy(self, params: Tensor) -> Tensor:
         if self.discrete:

@@ -93,7 +93,7 @@ class MaskedGRU(nn.Module):
                 return out.view(*x.shape[:-1], -1), h_n.view(*lead, -1)
         outs = []
         for t in range(T):  # time recursion; all envs and agents batched
-            h = h * (~starts[t]).unsqueeze(-1).to(h.dtype)
+            h = torch.where(starts[t, ..., None], 0.0, h)
             h = self.cell(x[t].reshape(-1, x.shape[-1]), h.reshape(-1, h.shape[-1])).view(*lead, -1)
             outs.append(h)
-        return torch.stack(outs), h
+        return (torch.stack(outs) if T > 1 else h[None]), h  # acting (T = 1): a view, no copy
