@@ -3,6 +3,9 @@
 The batching is done in numpy (:meth:`PettingZooVecEnv.reset_arrays` / :meth:`~PettingZooVecEnv.step_arrays`)
 so that :class:`accord.runners.subproc.SubprocVecEnv` can run the same code in worker processes and
 ship plain arrays through pipes; :func:`step_from_arrays` turns those arrays into a :class:`Step`.
+An env may also answer in lists in ``possible_agents`` order (``reset_lists(seed)``,
+``step_lists(actions)``, None for an agent without observation or info), as
+:class:`~accord.envs.gymma.GymmaEnv` does, which spares building and reading PettingZoo's dicts.
 
 Mapping from PettingZoo to the layout:
 
