@@ -135,12 +135,21 @@ class PPOConfig(Section):
     critic_lr: float = Field(7e-4, gt=0)
     gamma: float = Field(0.99, ge=0, le=1)
     gae_lambda: float = Field(0.95, ge=0, le=1)
+    nstep: int | None = Field(None, ge=1, description="Value targets: n-step returns, and advantages R - V(s) "
+                              "against the critic as it trains, recomputed every epoch (EPyMARL's MAPPO: 5); "
+                              "null: GAE(gae_lambda).")
+    target_tau: float | None = Field(None, gt=0, le=1, description="Bootstrap values from a target critic, "
+                                     "soft-updated at this rate after each update (EPyMARL's MAPPO: 0.01); "
+                                     "null: from the critic itself.")
     clip: float = Field(0.2, gt=0, description="PPO ratio clip epsilon.")
     value_clip: bool = Field(True, description="Clip the value change by `clip` (delta clipping).")
     huber_delta: float | None = Field(10.0, gt=0, description="Huber loss on values; null for squared error.")
     value_norm: bool = Field(True, description="Normalize value targets with running statistics.")
     standardize_rewards: bool = Field(False, description="Standardize team and individual rewards with "
                                       "running statistics before credit assignment (EPyMARL's MAPPO does).")
+    reward_stats: Literal["ema", "running"] = Field(
+        "ema", description="Statistics of standardize_rewards: MAPPO's ValueNorm (debiased EMA, variance "
+        "floor 1e-2) or exact running mean and variance with no floor (EPyMARL's RunningMeanStd).")
     normalize_advantages: bool = Field(True, description="Normalize advantages per batch over alive agents "
                                        "(MAPPO's code does; EPyMARL's does not).")
     entropy_coef: float = Field(0.01, ge=0)
@@ -386,6 +395,16 @@ class Config(Section):
                             f"credit.critic_hidden ({self.credit.critic_hidden})")
         if self.credit.potential is not None:
             resolve("credit.potential", load_potential, self.credit.potential)
+        if method is not None and self.ppo.nstep is not None and not getattr(method.fn, "nstep_targets", False):
+            fits = [n for n, m in CREDIT.items() if getattr(m.fn, "nstep_targets", False)]
+            problems.append(f"ppo.nstep: credit '{self.credit.name}' computes its own advantages; n-step "
+                            f"returns need one of {', '.join(fits)}, or ppo.nstep=null (GAE)")
+        if self.ppo.nstep is not None and self.runner.kind in DECOUPLED:
+            problems.append(f"ppo.nstep: n-step returns do not correct for the lagged actors of runner "
+                            f"'{self.runner.kind}' (V-trace does); use runner.kind=sync or ppo.nstep=null")
+        if self.ppo.target_tau is not None and self.model.for_critic().recurrent:
+            problems.append("ppo.target_tau: a target critic needs a feed-forward critic "
+                            "(model.critic_recurrent=false)")
         if self.architecture == "hierarchical" and self.algorithm != "ppo":
             problems.append(f"architecture: 'hierarchical' composes PPO learners (manager and workers); "
                             f"algorithm '{self.algorithm}' is not allowed with it; allowed: ppo")

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import torch
 
+from accord.algos.ppo import PPO
+from accord.config import load_config
 from accord.envs.base import EnvSpec
+from accord.envs.registry import make_env
 from accord.rollout import Rollout
+
+TINY_PPO = ["architecture=decentralized", "task.params.n_agents=2", "task.num_envs=4", "ppo.rollout_len=8",
+            "model.hidden=16", "model.activation=tanh", "ppo.epochs=1", "ppo.minibatches=1"]
 
 
 def random_batch(spec: EnvSpec, t: int, b: int, seed: int = 0, dead: float = 0.0) -> Rollout:
@@ -24,4 +30,20 @@ def random_batch(spec: EnvSpec, t: int, b: int, seed: int = 0, dead: float = 0.0
     batch.actions = torch.randint(spec.n_actions, (t, b, n), generator=g)
     batch.reward = torch.randn(t, b, generator=g)
     batch.agent_reward = torch.randn(t, b, n, generator=g)
+    return batch
+
+
+def tiny_ppo(overrides: list[str]) -> PPO:
+    """A small PPO learner on built-in spread (``TINY_PPO`` plus ``overrides``), seeded."""
+    cfg = load_config(None, TINY_PPO + overrides)
+    torch.manual_seed(0)
+    return PPO(cfg, make_env(cfg.task).spec, torch.device("cpu"))
+
+
+def on_policy_batch(learner: PPO) -> Rollout:
+    """A random batch whose behaviour log-probabilities are the actor's own (PPO's ratio is 1)."""
+    batch = random_batch(make_env(learner.cfg.task).spec, 8, 4, seed=1, dead=0.2)
+    with torch.no_grad():
+        params, _ = learner.actor(batch.obs, batch.avail, None, batch.starts)
+        batch.logp = learner.actor.log_prob(params, batch.actions)
     return batch

@@ -96,9 +96,13 @@ def test_epymarl_matched_with_gru():
     assert (p.lr, p.entropy_coef, p.max_grad_norm, p.value_norm) == (3e-4, 0.001, 10, False)
     assert p.standardize_rewards and not p.normalize_advantages  # as EPyMARL's ppo_learner does
     assert not matched("lbf", {**EPYMARL, "standardise_rewards": False})[1].ppo.standardize_rewards
+    assert (p.nstep, p.target_tau) == (5, 0.01)  # 5-step returns from a soft-updated target critic
+    hard = matched("lbf", {**EPYMARL, "target_update_interval_or_tau": 200})
+    assert (hard[1].ppo.nstep, hard[1].ppo.target_tau) == (5, None)
+    assert next(r for r in hard[0] if r.name == "value targets").differs  # copies every 200 updates
     differs = {r.name for r in rows if r.differs}
-    assert {"value targets", "reward standardization"} <= differs
-    assert not {"critic", "advantage normalization"} & differs
+    assert "reward standardization" in differs
+    assert not {"critic", "advantage normalization", "value targets"} & differs
     assert "critic" in {r.name for r in settings.epymarl({**EPYMARL, "obs_last_action": True}) if r.differs}
     # EPyMARL tests 100 episodes at 0, 50k, ..., 200k; accord at 50k, ..., 200k and its best checkpoint,
     # greedy and sampled: 5 x 100 = 5 x 2 x 50 episodes.

@@ -12,6 +12,7 @@ Follows Yu et al. 2022, "The Surprising Effectiveness of PPO in Cooperative Mult
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, NamedTuple
@@ -26,7 +27,7 @@ from accord.credit.base import CreditContext, CreditModule, masked_mean, normali
 from accord.credit.vtrace import truncated_ratios
 from accord.envs.base import EnvSpec
 from accord.models.actor_critic import Critic
-from accord.models.value_norm import ValueNorm
+from accord.models.value_norm import RunningMeanStd, ValueNorm
 from accord.optim import adam_, adam_state, clip_grad_norms, clip_grads_
 from accord.policy import Policy
 from accord.rollout import Rollout
@@ -132,10 +133,12 @@ class PPO:
         self.policy = Policy.build(spec, cfg.model, log_std_init=cfg.ppo.log_std_init, device=device)
         self.actor = self.policy.actor
         self.critic = Critic(spec, cfg.model.for_critic(), centralized).to(device)
+        # ppo.target_tau: bootstrap values come from a slowly following copy (EPyMARL's MAPPO).
+        self.target_critic = None if cfg.ppo.target_tau is None else copy.deepcopy(self.critic).requires_grad_(False)
         self.value_norm = ValueNorm().to(device) if cfg.ppo.value_norm else None
         # Running statistics of the team and the individual rewards (ppo.standardize_rewards).
-        self.reward_norm = nn.ModuleList([ValueNorm(), ValueNorm()]).to(device) if cfg.ppo.standardize_rewards \
-            else None
+        stats = RunningMeanStd if cfg.ppo.reward_stats == "running" else ValueNorm
+        self.reward_norm = nn.ModuleList([stats(), stats()]).to(device) if cfg.ppo.standardize_rewards else None
         # Fused Adam: one kernel per step instead of a dozen small ops per parameter (~20% of an update).
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.ppo.lr, eps=1e-5, fused=True)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.ppo.critic_lr, eps=1e-5, fused=True)
@@ -160,29 +163,34 @@ class PPO:
     # -- learning -----------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate_critic(self, batch: Rollout) -> None:
-        """Fill the batch's ``values``, ``last_values``, ``final_values`` and ``h_critic``: one critic
-        pass over the T + 1 observations, one more over the final observations of truncated episodes."""
-        # hs[t] is the recurrent state after step t: where the final observation's value continues from.
+        """Fill the batch's ``values``, ``last_values``, ``final_values`` and ``h_critic``."""
         t_len, b = batch.reward.shape
         if self.critic.body.recurrent and (self._h_critic is None or self._h_critic.shape[0] != b):
             self._h_critic = batch.avail.new_zeros(b, *batch.agent_mask.shape[2:], self.cfg.model.hidden,
                                                    dtype=torch.float32)
         batch.h_critic = self._h_critic
-        obs = {m: torch.cat([x, batch.last_obs[m][None]]) for m, x in batch.obs.items()}
-        state = torch.cat([batch.state, batch.last_state[None]])
-        starts = torch.cat([batch.starts, batch.last_starts[None]])
-        v, hs = self.critic(obs, state, self._h_critic, starts, every_hidden=True)  # [T+1, B, N]
+        v, batch.final_values, hs = self._critic_pass(self.critic, batch)
         batch.values, batch.last_values = v[:t_len], v[t_len]
         if hs is not None:
             self._h_critic = hs[t_len - 1]  # after the last step taken; the next batch starts there
-        batch.final_values = torch.zeros_like(batch.values)
+
+    def _critic_pass(self, critic: Critic, batch: Rollout) -> tuple[Tensor, Tensor, Tensor | None]:
+        """V over the T + 1 observations ``[T+1, B, N]`` and over the final observations of truncated
+        episodes (``[T, B, N]``, 0 elsewhere), and the recurrent states after each step (or None)."""
+        obs = {m: torch.cat([x, batch.last_obs[m][None]]) for m, x in batch.obs.items()}
+        state = torch.cat([batch.state, batch.last_state[None]])
+        starts = torch.cat([batch.starts, batch.last_starts[None]])
+        v, hs = critic(obs, state, batch.h_critic, starts, every_hidden=True)  # [T+1, B, N]
+        final = torch.zeros_like(v[:-1])
         t_idx, b_idx = batch.truncated.nonzero(as_tuple=True)  # [K] each: only truncated steps need it
         if len(t_idx):
             obs = {m: x[t_idx, b_idx][None] for m, x in batch.final_obs.items()}  # [1, K, N, ...]
-            h = None if hs is None else hs[t_idx, b_idx]  # the recurrent state after step t [K, N, H]
-            final, _ = self.critic(obs, batch.next_state[t_idx, b_idx][None], h,
-                                   torch.zeros(1, len(t_idx), dtype=torch.bool, device=v.device))
-            batch.final_values[t_idx, b_idx] = final[0]
+            # hs[t] is the recurrent state after step t: where the final observation's value continues from.
+            h = None if hs is None else hs[t_idx, b_idx]  # [K, N, H]
+            out, _ = critic(obs, batch.next_state[t_idx, b_idx][None], h,
+                            torch.zeros(1, len(t_idx), dtype=torch.bool, device=v.device))
+            final[t_idx, b_idx] = out[0]
+        return v, final, hs
 
     def update(self, batch: Rollout) -> dict[str, float]:
         """One PPO update on a collected batch; the policy acts with the new weights right after."""
@@ -194,8 +202,12 @@ class PPO:
 
         # Targets: de-normalized values, bootstrap from the next state (final obs when truncated).
         values = self.denormalize(batch.values)
-        next_values = torch.cat([values[1:], self.denormalize(batch.last_values)[None]])  # [T, B, N]
-        next_values = torch.where(batch.truncated[..., None], self.denormalize(batch.final_values), next_values)
+        if self.target_critic is None:
+            v, final = torch.cat([batch.values, batch.last_values[None]]), batch.final_values
+        else:
+            with torch.no_grad():
+                v, final, _ = self._critic_pass(self.target_critic, batch)
+        next_values = self.denormalize(torch.where(batch.truncated[..., None], final, v[1:]))  # [T, B, N]
         # Lagged actors (behaviour mu): V-trace weights pi/mu; pi at the update's start is PPO's pi_old.
         logp_old, rho, c = batch.logp, None, None
         if self.lagged:
@@ -228,6 +240,10 @@ class PPO:
                 logs.append(torch.stack([policy_loss.detach(), v_loss.detach(), entropy.detach(), kl, clipped,
                                          *grads]))
         out = dict(zip(LOG_KEYS, torch.stack(logs).mean(0).tolist(), strict=True))
+        if self.target_critic is not None:  # theta' <- tau theta + (1 - tau) theta', once per update
+            with torch.no_grad():
+                for target, param in zip(self.target_critic.parameters(), self._groups[1], strict=True):
+                    target.lerp_(param, p.target_tau)
         # The credit module trains what it owns (Q critic, intrinsic reward, potential) and reports.
         out.update(self.credit.update(batch, ctx))
         out.update(self.credit.stats())
@@ -253,15 +269,21 @@ class PPO:
         p = self.cfg.ppo
         params, _ = self.actor(mb.obs, mb.avail, mb.h_actor, mb.starts)
         logp, entropy = self.actor.log_prob_entropy(params, mb.actions)
+        v, _ = self.critic(mb.obs, mb.state, mb.h_critic, mb.starts)
         # Masked means as weighted sums: the alive agents' count is divided out once, not in each mean.
         weight = mb.mask / mb.mask.sum().clamp_min(1.0)
+        adv = mb.adv
+        if p.nstep is not None:  # EPyMARL: R - V(s) against the critic as it trains, every epoch
+            adv = self.denormalize(mb.targets) - self.denormalize(v.detach())
+            if p.normalize_advantages:
+                mean = (adv * weight).sum()
+                adv = (adv - mean) / (((adv - mean).pow(2) * weight).sum().sqrt() + 1e-5)
         log_ratio = logp - mb.logp
         ratio = log_ratio.exp()
         # Eq. 1 (MAPPO): clipped surrogate with an entropy bonus.
-        policy_loss = clipped_surrogate(ratio, mb.adv, p.clip, weight)
+        policy_loss = clipped_surrogate(ratio, adv, p.clip, weight)
         entropy = (entropy * weight).sum()
         # Eq. 2 (MAPPO): clipped Huber value loss on normalized targets.
-        v, _ = self.critic(mb.obs, mb.state, mb.h_critic, mb.starts)
         v_loss = value_loss(v, mb.values, mb.targets, p.clip if p.value_clip else None, p.huber_delta, weight)
         with torch.no_grad():
             kl = ((ratio - 1 - log_ratio) * weight).sum()
@@ -306,6 +328,7 @@ class PPO:
     def state_dict(self) -> dict[str, Any]:
         return {
             "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+            "target_critic": None if self.target_critic is None else self.target_critic.state_dict(),
             "value_norm": None if self.value_norm is None else self.value_norm.state_dict(),
             "reward_norm": None if self.reward_norm is None else self.reward_norm.state_dict(),
             "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
@@ -316,6 +339,8 @@ class PPO:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
+        if self.target_critic is not None:
+            self.target_critic.load_state_dict(state["target_critic"])
         if self.value_norm is not None:
             self.value_norm.load_state_dict(state["value_norm"])
         if self.reward_norm is not None:

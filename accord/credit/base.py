@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from accord.config import Config
 from accord.credit.gae import gae
+from accord.credit.nstep import nstep_returns
 from accord.envs.base import EnvSpec
 from accord.models.actor_critic import Actor
 from accord.optim import clip_grad_norms
@@ -56,7 +57,7 @@ class CreditModule(nn.Module):
 
     def __init__(self, cfg: Config, spec: EnvSpec) -> None:
         super().__init__()
-        self.gamma, self.lam = cfg.ppo.gamma, cfg.ppo.gae_lambda
+        self.gamma, self.lam, self.nstep = cfg.ppo.gamma, cfg.ppo.gae_lambda, cfg.ppo.nstep
         self.agent_names = spec.agent_names
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self._stats: dict[str, float] = {}
@@ -135,14 +136,19 @@ class RewardCredit(CreditModule):
     """
 
     corrects_lag = True
+    nstep_targets = True  # ppo.nstep: advantages are R - V(s), so the learner can refresh them each epoch
 
     def reward(self, batch: Rollout, ctx: CreditContext) -> Tensor:
         """Per-agent learning reward ``[T, B, N]``."""
         raise NotImplementedError
 
     def _assign(self, batch: Rollout, ctx: CreditContext) -> Signals:
-        adv = reward_gae(self.reward(batch, ctx), batch, ctx.values, ctx.next_values, self.gamma, self.lam,
-                         ctx.rho, ctx.c)
+        reward = self.reward(batch, ctx)
+        if self.nstep is not None:
+            returns = nstep_returns(reward, ctx.next_values, batch.terminated, batch.terminated | batch.truncated,
+                                    self.gamma, self.nstep)
+            return Signals(returns - ctx.values, returns)
+        adv = reward_gae(reward, batch, ctx.values, ctx.next_values, self.gamma, self.lam, ctx.rho, ctx.c)
         return Signals(adv, adv + ctx.values)
 
 

@@ -100,6 +100,7 @@ class Shaped(RewardCredit):
     """Team reward plus a learned per-agent intrinsic reward, trained to raise the extrinsic return."""
 
     corrects_lag = False  # the meta-gradient differentiates through on-policy advantages
+    nstep_targets = False  # the meta-gradient assumes GAE advantages, fixed for the whole update
 
     def __init__(self, cfg: Config, spec: EnvSpec) -> None:
         super().__init__(cfg, spec)

@@ -158,10 +158,24 @@ def benchmarl(peer: dict[str, Any]) -> list[Setting]:
 
 def reward_row(standardize: bool) -> Setting:
     """EPyMARL's MAPPO standardizes rewards by running statistics (``standardise_rewards``)."""
-    return row("reward standardization", "running mean/std, padded steps too" if standardize else False,
-               "running mean/std, real steps, std >= 0.1" if standardize else False,
-               sets=(f"ppo.standardize_rewards={yaml_text(standardize)}",),
-               differs="accord's statistics: an EMA (MAPPO's ValueNorm) with a variance floor" if standardize else "")
+    if not standardize:
+        return row("reward standardization", False, sets=("ppo.standardize_rewards=false",))
+    return row("reward standardization", "running mean/std, padded steps too", "running mean/std, real steps",
+               sets=("ppo.standardize_rewards=true", "ppo.reward_stats=running"),
+               differs="EPyMARL also counts the zero rewards of the padding after an episode ends")
+
+
+def value_targets(nstep: int, target_update: float) -> Setting:
+    """EPyMARL's MAPPO: n-step returns bootstrapped from a target critic, updated softly when
+    ``target_update_interval_or_tau`` <= 1 (a rate) and copied every that many updates otherwise;
+    advantages R - V(s) from the critic as it trains, every epoch."""
+    text = f"{nstep}-step returns, advantages R - V(s) each epoch, target critic "
+    if target_update <= 1:
+        return row("value targets", text + f"(tau {target_update})",
+                   sets=(f"ppo.nstep={nstep}", f"ppo.target_tau={target_update}"))
+    return row("value targets", text + f"(copied every {target_update:g} updates)",
+               f"{nstep}-step returns, advantages R - V(s) each epoch, no target critic", sets=(f"ppo.nstep={nstep}",),
+               differs="accord's target critic follows softly (ppo.target_tau), never by copies")
 
 
 def epymarl(peer: dict[str, Any]) -> list[Setting]:
@@ -190,9 +204,7 @@ def epymarl(peer: dict[str, Any]) -> list[Setting]:
         row("agent id in input", peer["obs_agent_id"], keys=("model.agent_id",)),
         row("lr (Adam)", peer["lr"], keys=("ppo.lr", "ppo.critic_lr")),
         row("gamma", peer["gamma"], keys=("ppo.gamma",)),
-        row("value targets", f"{peer['q_nstep']}-step returns, target critic (tau "
-            f"{peer['target_update_interval_or_tau']})", "GAE(lambda 0.95) returns, no target critic",
-            differs="accord has no n-step targets or target critic"),
+        value_targets(int(peer["q_nstep"]), float(peer["target_update_interval_or_tau"])),
         reward_row(bool(peer["standardise_rewards"])),
         RAW_ADVANTAGES,
         row("clip", peer["eps_clip"], keys=("ppo.clip",)),
