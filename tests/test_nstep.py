@@ -113,6 +113,9 @@ def test_nstep_advantages_are_the_targets_minus_the_critic_as_it_trains(nstep):
     expected = -((targets - v) * mask).sum() / mask.sum()  # ratio 1: minus the mean advantage
     torch.testing.assert_close(a, expected)
     torch.testing.assert_close(b, expected)
+    a.backward()  # the advantage is a constant to the policy loss: no gradient reaches the critic
+    assert all(p.grad is None or not p.grad.any() for p in learner.critic.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in learner.actor.parameters())
 
 
 @pytest.mark.parametrize("overrides, message", [

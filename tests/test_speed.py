@@ -99,11 +99,15 @@ def _assert_same_state(eager: PPO, fast: PPO, rtol: float, atol: float) -> None:
             torch.testing.assert_close(b[key], a[key], rtol=rtol, atol=atol, msg=f"{name}.{key}")
 
 
-def test_the_functional_minibatch_step_is_the_autograd_step():
+# n-step advantages come from the critic's pass, detached inside torch.func's gradient as in autograd's.
+@pytest.mark.parametrize("targets", [[], ["ppo.nstep=3", "ppo.value_norm=true", "ppo.target_tau=0.1"]],
+                         ids=["gae", "nstep"])
+def test_the_functional_minibatch_step_is_the_autograd_step(targets):
     """What ``train.compile`` compiles for feed-forward networks (torch.func gradients, accord.optim's
     clipping and Adam on the optimizers' state), run eagerly, against backward + torch's fused Adam."""
-    eager, batch = _learner(["train.compile=false", "ppo.minibatches=2", "ppo.epochs=2", "ppo.max_grad_norm=0.05"])
-    functional, _ = _learner(["train.compile=false", "ppo.minibatches=2", "ppo.epochs=2", "ppo.max_grad_norm=0.05"])
+    settings = ["train.compile=false", "ppo.minibatches=2", "ppo.epochs=2", "ppo.max_grad_norm=0.05", *targets]
+    eager, batch = _learner(settings)
+    functional, _ = _learner(settings)
     functional._nets, functional._fused_step = _Nets(functional), functional._functional_step
     logs = []
     for learner in (eager, functional):
