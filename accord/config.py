@@ -149,7 +149,7 @@ class PPOConfig(Section):
                                       "running statistics before credit assignment (EPyMARL's MAPPO does).")
     reward_stats: Literal["ema", "running"] = Field(
         "ema", description="Statistics of standardize_rewards: MAPPO's ValueNorm (debiased EMA, variance "
-        "floor 1e-2) or exact running mean and variance with no floor (EPyMARL's RunningMeanStd).")
+        "floor 1e-2) or running mean and variance merged by count, no floor (EPyMARL's RunningMeanStd).")
     normalize_advantages: bool = Field(True, description="Normalize advantages per batch over alive agents "
                                        "(MAPPO's code does; EPyMARL's does not).")
     entropy_coef: float = Field(0.01, ge=0)

@@ -2,8 +2,8 @@
 
 The critic regresses normalized returns; advantages use de-normalized values. :class:`ValueNorm`'s
 statistics are a debiased exponential moving average (beta = 0.99999) with the variance clamped at
-1e-2, as in the MAPPO reference code; :class:`RunningMeanStd` keeps EPyMARL's exact running ones for
-``ppo.reward_stats: running``. Buffers, so they travel in checkpoints with the critic.
+1e-2, as in the MAPPO reference code; :class:`RunningMeanStd` keeps EPyMARL's running ones (no
+floor) for ``ppo.reward_stats: running``. Buffers, so they travel in checkpoints with the critic.
 """
 
 from __future__ import annotations
