@@ -395,8 +395,9 @@ class Config(Section):
                             f"credit.critic_hidden ({self.credit.critic_hidden})")
         if self.credit.potential is not None:
             resolve("credit.potential", load_potential, self.credit.potential)
-        if method is not None and self.ppo.nstep is not None and not getattr(method.fn, "nstep_targets", False):
-            fits = [n for n, m in CREDIT.items() if getattr(m.fn, "nstep_targets", False)]
+        if method is not None and "ppo" in method.algorithms and self.ppo.nstep is not None \
+                and not method.fn.nstep_targets:
+            fits = [n for n, m in CREDIT.items() if "ppo" in m.algorithms and m.fn.nstep_targets]
             problems.append(f"ppo.nstep: credit '{self.credit.name}' computes its own advantages; n-step "
                             f"returns need one of {', '.join(fits)}, or ppo.nstep=null (GAE)")
         if self.ppo.nstep is not None and self.runner.kind in DECOUPLED:

@@ -126,3 +126,12 @@ def test_nstep_advantages_are_the_targets_minus_the_critic_as_it_trains(nstep):
 def test_settings_that_cannot_work_are_refused_at_load(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, overrides)
+
+
+def test_refreshed_advantages_are_normalized_over_alive_agents_when_asked():
+    learner = tiny_ppo([*EPYMARL[:-1], "ppo.normalize_advantages=true"])
+    batch = on_policy_batch(learner)
+    targets = torch.randn(batch.values.shape, generator=torch.Generator().manual_seed(2)) + 5.0
+    loss = _policy_loss(learner, batch, torch.zeros_like(targets), targets)
+    assert abs(float(loss)) < 1e-5  # ratio 1: minus the mean of advantages normalized to mean 0
+    assert float(_policy_loss(tiny_ppo(EPYMARL), batch, torch.zeros_like(targets), targets)) < -1.0

@@ -276,8 +276,7 @@ class PPO:
         if p.nstep is not None:  # EPyMARL: R - V(s) against the critic as it trains, every epoch
             adv = self.denormalize(mb.targets) - self.denormalize(v.detach())
             if p.normalize_advantages:
-                mean = (adv * weight).sum()
-                adv = (adv - mean) / (((adv - mean).pow(2) * weight).sum().sqrt() + 1e-5)
+                adv = normalize(adv, mb.mask)
         log_ratio = logp - mb.logp
         ratio = log_ratio.exp()
         # Eq. 1 (MAPPO): clipped surrogate with an entropy bonus.

@@ -54,6 +54,7 @@ class CreditModule(nn.Module):
     """Base of PPO-family credit methods; subclasses implement :meth:`_assign`."""
 
     corrects_lag = False  # uses ctx.rho / ctx.c, so it can learn from lagged actors (runner async, ray)
+    nstep_targets = False  # True where advantages are R - V(s): ppo.nstep then refreshes them each epoch
 
     def __init__(self, cfg: Config, spec: EnvSpec) -> None:
         super().__init__()
@@ -115,9 +116,13 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
 
 
 def normalize(x: Tensor, mask: Tensor) -> Tensor:
-    """``(x - mean) / (std + 1e-5)`` with statistics over alive agents only (``mask`` bool [T, B, N])."""
-    alive = x[mask]
-    return (x - alive.mean()) / (alive.std() + 1e-5)
+    """``(x - mean) / (std + 1e-5)`` with statistics over alive agents only (``mask`` bool or float, the
+    shape of ``x``; sums, not a boolean gather, so it also runs inside the compiled minibatch loss)."""
+    mask = mask.to(x.dtype)
+    count = mask.sum()
+    mean = (x * mask).sum() / count.clamp_min(1.0)
+    var = ((x - mean).pow(2) * mask).sum() / (count - 1).clamp_min(1.0)  # unbiased, as Tensor.std
+    return (x - mean) / (var.sqrt() + 1e-5)
 
 
 def reward_gae(rewards: Tensor, batch: Rollout, values: Tensor, next_values: Tensor, gamma: float,
@@ -136,7 +141,7 @@ class RewardCredit(CreditModule):
     """
 
     corrects_lag = True
-    nstep_targets = True  # ppo.nstep: advantages are R - V(s), so the learner can refresh them each epoch
+    nstep_targets = True
 
     def reward(self, batch: Rollout, ctx: CreditContext) -> Tensor:
         """Per-agent learning reward ``[T, B, N]``."""
