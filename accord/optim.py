@@ -20,7 +20,10 @@ def clip_grads_(groups: Sequence[Sequence[Tensor]], max_norm: float) -> list[Ten
     """Scale each group of gradients, in place, so that its total L2 norm is at most ``max_norm``
     (``clip_grad_norm_``'s arithmetic); returns each group's norm before clipping."""
     flat = [g for group in groups for g in group]
-    norms = torch._foreach_norm(flat) if flat else []
+    if torch.compiler.is_compiling():  # sums of squares fuse into the graph's kernels; a norm per tensor does not
+        norms = [(g * g).sum().sqrt() for g in flat]
+    else:
+        norms = torch._foreach_norm(flat) if flat else []
     totals, i = [], 0
     for group in groups:
         if not group:
@@ -58,7 +61,7 @@ def adam_state(opt: torch.optim.Adam) -> tuple[list[Tensor], list[Tensor], list[
 
 
 def adam_(params: Sequence[Tensor], grads: Sequence[Tensor], exp_avgs: Sequence[Tensor],
-          exp_avg_sqs: Sequence[Tensor], steps: Sequence[Tensor], lr: float, betas: tuple[float, float],
+          exp_avg_sqs: Sequence[Tensor], steps: Sequence[Tensor], lr: float | Tensor, betas: tuple[float, float],
           eps: float) -> None:
     """One Adam step (Kingma and Ba 2015, Algorithm 1, as ``torch.optim.Adam`` computes it), in place."""
     beta1, beta2 = betas

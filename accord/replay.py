@@ -125,7 +125,7 @@ class EpisodeBatch:
 
     def rows(self, idx: Tensor) -> EpisodeBatch:
         """A copy of batch-major rows ``idx``."""
-        return self.map(lambda _, x: x[idx])
+        return self.map(lambda _, x: x.index_select(0, idx))  # whole rows: faster than x[idx] on CPU
 
     def __len__(self) -> int:
         return int(self.length.shape[0])
@@ -228,8 +228,8 @@ class EpisodeBuffer:
 
         def cut(name: str, x: Tensor) -> Tensor:
             if name == "length":
-                return x[idx]
-            return x[idx, : steps if name in PER_ACTION else steps + 1]  # [n, T(+1), ...]
+                return x.index_select(0, idx)
+            return x[:, : steps if name in PER_ACTION else steps + 1].index_select(0, idx)  # [n, T(+1), ...]
 
         return self.store.map(cut).time_major()
 

@@ -89,7 +89,9 @@ def test_the_fused_runner_serves_compiled_training_on_unchecked_pure_tasks():
 @pytest.mark.slow  # compiles acting and the spread step as one program
 def test_compiled_fused_steps_draw_the_eager_actions():
     eager, eager_stats = _collect("fused", ["task.params.episode_limit=5"])
+    compiles = torch._dynamo.utils.counters["frames"]["ok"]
     fast, fast_stats = _collect("fused", ["task.params.episode_limit=5"], compile=True)
+    assert torch._dynamo.utils.counters["frames"]["ok"] - compiles <= 1  # one program serves every call
     assert torch.equal(eager.actions, fast.actions) and torch.equal(eager.truncated, fast.truncated)
     got = _tensors(fast)
     for name, x in _tensors(eager).items():

@@ -80,6 +80,15 @@ def test_compiled_update_gives_the_eager_parameters(activation):
     fast.update(copy.deepcopy(batch))
     assert fast._fused_step is not None  # feed-forward: the whole minibatch step is one compiled program
     _assert_same_state(eager, fast, rtol=1e-4, atol=1e-5)
+    # A lowered learning rate (the non-finite guard halves it) is data to the compiled step: no recompile.
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    for learner in (eager, fast):
+        for opt in (learner.actor_opt, learner.critic_opt):
+            opt.param_groups[0]["lr"] *= 0.5
+        torch.manual_seed(6)
+        learner.update(copy.deepcopy(batch))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
+    _assert_same_state(eager, fast, rtol=1e-4, atol=1e-5)
     assert any(not torch.equal(a, b) for a, b in zip(eager.actor.state_dict().values(),
                                                    _learner(["train.compile=false"])[0].actor.state_dict().values(),
                                                    strict=True))  # the update did move the weights

@@ -32,6 +32,9 @@ from accord.optim import adam_, adam_state, clip_grad_norms, clip_grads_
 from accord.policy import Policy
 from accord.rollout import Rollout
 
+# Adam as MAPPO and CleanRL configure it (eps 1e-5); the compiled minibatch step reads these too.
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-5
+
 
 def clipped_surrogate(ratio: Tensor, adv: Tensor, clip: float, weight: Tensor) -> Tensor:
     """Eq. (PPO-clip): -E[min(r A, clip(r, 1-eps, 1+eps) A)], r = pi/pi_old, over alive agents: ``weight``
@@ -87,15 +90,17 @@ def minibatches(batch: Rollout, logp_old: Tensor, adv: Tensor, targets: Tensor, 
               batch.agent_mask.float(), adv, targets)
     if not recurrent:  # one gather per field and epoch; the minibatches are contiguous slices of it
         perm = torch.randperm(adv.shape[0] * adv.shape[1], device=adv.device)
-        shuffled = [{m: x.flatten(0, 1)[perm].chunk(n) for m, x in f.items()} if isinstance(f, dict)
-                    else f.flatten(0, 1)[perm].chunk(n) for f in fields]
+        # index_select copies whole rows: 2.5-4x faster than advanced indexing (x[perm]) here on CPU.
+        shuffled = [{m: x.flatten(0, 1).index_select(0, perm).chunk(n) for m, x in f.items()} if isinstance(f, dict)
+                    else f.flatten(0, 1).index_select(0, perm).chunk(n) for f in fields]
         for i in range(len(shuffled[-1])):
             yield Minibatch(*({m: x[i] for m, x in f.items()} if isinstance(f, dict) else f[i] for f in shuffled))
         return
     for idx in torch.randperm(adv.shape[1], device=adv.device).chunk(n):
-        yield Minibatch(*({m: x[:, idx] for m, x in f.items()} if isinstance(f, dict) else f[:, idx] for f in fields),
-                        starts=batch.starts[:, idx], h_actor=batch.h_actor[idx],
-                        h_critic=None if batch.h_critic is None else batch.h_critic[idx])
+        yield Minibatch(*({m: x.index_select(1, idx) for m, x in f.items()} if isinstance(f, dict)
+                          else f.index_select(1, idx) for f in fields),
+                        starts=batch.starts.index_select(1, idx), h_actor=batch.h_actor.index_select(0, idx),
+                        h_critic=None if batch.h_critic is None else batch.h_critic.index_select(0, idx))
 
 
 class _Nets(nn.Module):
@@ -140,8 +145,10 @@ class PPO:
         stats = RunningMeanStd if cfg.ppo.reward_stats == "running" else ValueNorm
         self.reward_norm = nn.ModuleList([stats(), stats()]).to(device) if cfg.ppo.standardize_rewards else None
         # Fused Adam: one kernel per step instead of a dozen small ops per parameter (~20% of an update).
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.ppo.lr, eps=1e-5, fused=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.ppo.critic_lr, eps=1e-5, fused=True)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.ppo.lr, betas=ADAM_BETAS, eps=ADAM_EPS,
+                                          fused=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.ppo.critic_lr, betas=ADAM_BETAS,
+                                           eps=ADAM_EPS, fused=True)
         self._groups = (list(self.actor.parameters()), list(self.critic.parameters()))  # no module walk per step
         self.credit: CreditModule = CREDIT[cfg.credit.name].fn(cfg, spec).to(device)
         self.rollout_len = cfg.ppo.rollout_len
@@ -230,10 +237,13 @@ class PPO:
         # Epochs x minibatches; metrics stay tensors until one host sync after the last step.
         logs = []
         state = (adam_state(self.actor_opt), adam_state(self.critic_opt)) if self._fused_step else None
+        # The learning rates as a tensor: a compiled step reads them as data, so a lowered rate (the
+        # non-finite guard halves it) needs no recompile.
+        lrs = torch.tensor([opt.param_groups[0]["lr"] for opt in (self.actor_opt, self.critic_opt)]) if state else None
         for _ in range(p.epochs):
             for mb in minibatches(batch, logp_old, adv, targets, p.minibatches, self.cfg.model.recurrent):
                 if state is not None:
-                    logs.append(self._fused_step(*state, mb))
+                    logs.append(self._fused_step(*state, mb, lrs))
                     continue
                 policy_loss, v_loss, entropy, kl, clipped = self._losses(mb)
                 grads = self._step(policy_loss - p.entropy_coef * entropy + p.value_coef * v_loss)
@@ -301,7 +311,7 @@ class PPO:
         return norms
 
     def _functional_step(self, actor_state: tuple[list[Tensor], ...], critic_state: tuple[list[Tensor], ...],
-                         mb: Minibatch) -> Tensor:
+                         mb: Minibatch, lrs: Tensor) -> Tensor:
         """:meth:`_minibatch_losses`, :meth:`_step` and both Adam steps as one function of the parameters
         and the optimizers' state (see ``accord.optim.adam_state``), for ``train.compile`` to compile
         whole; returns the minibatch's row of ``LOG_KEYS``."""
@@ -317,10 +327,8 @@ class PPO:
         grads, logged = torch.func.grad(loss, has_aux=True)(params)
         n_actor = len(actor_state[0])
         norms = clip_grads_([grads[:n_actor], grads[n_actor:]], p.max_grad_norm)
-        for opt, (ps, *moments), g in ((self.actor_opt, actor_state, grads[:n_actor]),
-                                        (self.critic_opt, critic_state, grads[n_actor:])):
-            group = opt.param_groups[0]
-            adam_(ps, g, *moments, lr=group["lr"], betas=group["betas"], eps=group["eps"])
+        for (ps, *moments), g, lr in ((actor_state, grads[:n_actor], lrs[0]), (critic_state, grads[n_actor:], lrs[1])):
+            adam_(ps, g, *moments, lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS)
         return torch.stack([*logged, *norms]).detach()
 
     # -- checkpoint state -----------------------------------------------------------------------

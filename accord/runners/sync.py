@@ -84,8 +84,8 @@ class SyncRunner:
         self._act = compiled(policy.step, compile, "the policy's acting step")  # train.compile
         self.batch = Rollout.allocate(env.spec, rollout_len, env.num_envs, env.device)
         with torch.inference_mode():  # the env's tensors are inference tensors from the start, as in collect
-            self.current = env.reset(seed=seed)
-        self.starts = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)
+            self.current = env.reset(seed=seed)  # (and ``starts``: a compiled step would compile twice else)
+            self.starts = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)
         self.h = policy.initial_state(env.num_envs)
         self.batch.h_actor = None if self.h is None else self.h.clone()  # a learner's input: not an inference tensor
         self.stats = EpisodeStats(env.num_envs, env.device)
