@@ -5,7 +5,7 @@ from accord.config import ModelConfig
 from accord.envs.base import EnvSpec
 from accord.models.actor_critic import Actor, Critic
 from accord.models.gru import MaskedGRUSequence
-from accord.models.layers import AgentLinear, MaskedGRU
+from accord.models.layers import AgentLinear, MaskedGRU, Tanh
 
 SPEC = EnvSpec(n_agents=3, obs_shapes={"vector": (4,)}, state_dim=6, action_kind="discrete",
                n_actions=5, episode_limit=10)
@@ -142,3 +142,13 @@ def test_recurrent_actor_with_a_feed_forward_critic_of_its_own_depth():
     assert all(torch.isfinite(torch.tensor(v)) for v in out.values())
     assert any(not torch.equal(a, b) for a, b in zip(before, learner.critic.parameters(), strict=True))
     env.close()
+
+
+def test_tanh_without_autograd_is_tanh_to_float_precision():
+    x = torch.cat([torch.linspace(-30, 30, 10001), torch.tensor([0.0, 1e-30, -1e-30, float("nan")])])
+    with torch.no_grad():
+        fast = Tanh()(x)  # 2 sigmoid(2x) - 1
+    torch.testing.assert_close(fast, torch.tanh(x), rtol=0, atol=2.5e-7, equal_nan=True)
+    assert fast[:-1].abs().max() <= 1.0 and fast[-1].isnan()
+    y = x[:-1].clone().requires_grad_()
+    assert torch.equal(Tanh()(y), torch.tanh(y))  # with autograd: ATen's tanh and its gradient
