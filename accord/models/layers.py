@@ -56,10 +56,10 @@ class Tanh(nn.Tanh):
     """tanh; without autograd (acting, the critic's pass over a batch) computed as 2 sigmoid(2x) - 1,
     the formula compiled graphs use (``accord.compile.OPTIONS``): ATen's CPU tanh takes 3.9 ns an
     element on these AVX2 cores, this 1.5 (docs/benchmarks.md, "Speed", eleventh round). The values
-    differ by about 1e-7."""
+    differ by about 1e-7. An ONNX export (traced) keeps the Tanh op."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        if torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.jit.is_tracing():
             return torch.tanh(x)
         return torch.sigmoid(x * 2).mul_(2).sub_(1)
 
