@@ -25,8 +25,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # Inductor settings for every compile: tanh as 2 / (1 + exp(-2x)) - 1 (vectorized exp; the default tanh
 # kernel was most of a compiled 64-64 tanh MLP's time here, same result to ~2e-7), and random ops run
-# as eager ATen kernels, so a compiled function draws exactly the numbers the eager one draws.
-OPTIONS = {"cpp.use_decompose_tanh": True, "fallback_random": True}
+# as eager ATen kernels, so a compiled function draws exactly the numbers the eager one draws. The vector
+# ISA (AVX2 here) comes from the CPU's flags without inductor's probe, a test program it compiles and
+# loads in every new cache (2.5 s of a cold start); a compiler that cannot build for it fails the compile,
+# which ``auto`` runs eager.
+OPTIONS = {"cpp.use_decompose_tanh": True, "fallback_random": True, "cpp.vec_isa_ok": True}
 
 
 def compiled(fn: F, setting: bool | Literal["auto"], what: str, key: str = "train.compile",

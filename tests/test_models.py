@@ -5,7 +5,7 @@ from accord.config import ModelConfig
 from accord.envs.base import EnvSpec
 from accord.models.actor_critic import Actor, Critic
 from accord.models.gru import MaskedGRUSequence
-from accord.models.layers import AgentLinear, MaskedGRU, Tanh
+from accord.models.layers import AgentLinear, MaskedGRU, Tanh, rational_tanh
 
 SPEC = EnvSpec(n_agents=3, obs_shapes={"vector": (4,)}, state_dim=6, action_kind="discrete",
                n_actions=5, episode_limit=10)
@@ -152,3 +152,23 @@ def test_tanh_without_autograd_is_tanh_to_float_precision():
     assert fast[:-1].abs().max() <= 1.0 and fast[-1].isnan()
     y = x[:-1].clone().requires_grad_()
     assert torch.equal(Tanh()(y), torch.tanh(y))  # with autograd: ATen's tanh and its gradient
+
+
+def test_rational_tanh_is_tanh_to_float_precision():
+    x = torch.cat([torch.linspace(-30, 30, 200001), torch.tensor([0.0, 1e-30, -1e-30, 1e-6, float("nan")])])
+    y = rational_tanh(x)
+    exact = torch.tanh(x.double())
+    rel = ((y.double() - exact).abs() / exact.abs().clamp_min(1e-30))[:-1]
+    assert rel.max() < 4e-7 and y[:-1].abs().max() <= 1.0 and y[-1].isnan()
+
+
+def test_compiled_tanh_layer_is_rational_without_autograd_and_atens_with_it():
+    x = torch.linspace(-10, 10, 1001)
+    layer = torch.compile(Tanh(), dynamic=False)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), rational_tanh(x), rtol=0, atol=1e-7)  # inductor's own tanh: 3e-7 off
+    xg = x.clone().requires_grad_()
+    y = layer(xg)
+    y.backward(torch.ones_like(y))
+    torch.testing.assert_close(y, torch.tanh(x), rtol=0, atol=2.5e-7)
+    torch.testing.assert_close(xg.grad, 1 - torch.tanh(x) ** 2, rtol=0, atol=1e-6)

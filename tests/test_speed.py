@@ -134,13 +134,15 @@ def _double(x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.fixture
-def broken_compiler(monkeypatch):
-    """torch.compile as it behaves without a working C++ toolchain: the first call raises."""
-    def compile(fn, **kwargs):
-        def call(*args):
-            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
-        return call
-    monkeypatch.setattr(torch, "compile", compile)
+def broken_compiler(monkeypatch, tmp_path):
+    """A C++ compiler that fails every build, and nothing compiled before to fall back on."""
+    import torch._inductor.config as inductor
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    torch._dynamo.reset()
+    with inductor.patch({"cpp.cxx": (None, "false"), "fx_graph_cache": False}):
+        yield
+    torch._dynamo.reset()
 
 
 def test_auto_falls_back_to_eager_with_one_warning(caplog, broken_compiler):

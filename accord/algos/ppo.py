@@ -162,7 +162,8 @@ class PPO:
         self._fused_step = None
         if cfg.train.compile is not False and not (self.actor.body.recurrent or self.critic.body.recurrent):
             self._nets = _Nets(self)
-            self._fused_step = compiled(self._functional_step, cfg.train.compile, "the PPO minibatch step")
+            self._fused_step = compiled(self._functional_step, cfg.train.compile, "the PPO minibatch step",
+                                        cpp_wrapper=True)
 
     def denormalize(self, v: Tensor) -> Tensor:
         return v if self.value_norm is None else self.value_norm.denormalize(v)
