@@ -97,3 +97,21 @@ def test_compiled_fused_steps_draw_the_eager_actions():
     for name, x in _tensors(eager).items():
         torch.testing.assert_close(got[name], x, rtol=1e-5, atol=1e-5, msg=name)
     assert eager_stats["episodes"] == fast_stats["episodes"]
+
+
+def test_episode_counts_over_a_batch_equal_the_counts_step_by_step():
+    from accord.runners.sync import EpisodeStats
+
+    g = torch.Generator().manual_seed(0)
+    reward = torch.rand(40, 5, generator=g)
+    done = torch.rand(40, 5, generator=g) < 0.15
+    done[0, 0] = done[1, 0] = done[39, 2] = True  # ends at the first step, twice in a row, at the last step
+    by_batch, by_step = EpisodeStats(5, torch.device("cpu")), EpisodeStats(5, torch.device("cpu"))
+    by_batch.count_steps(reward[:17], done[:17])
+    by_batch.count_steps(reward[17:], done[17:])  # episodes carry over between batches
+    for r, d in zip(reward, done, strict=True):
+        by_step.count(r, d)
+    assert by_batch.episodes == by_step.episodes == int(done.sum())
+    torch.testing.assert_close(torch.tensor(list(by_batch.recent)), torch.tensor(list(by_step.recent)), equal_nan=True)
+    torch.testing.assert_close(by_batch.ret, by_step.ret)
+    assert torch.equal(by_batch.len, by_step.len)

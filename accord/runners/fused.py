@@ -104,7 +104,7 @@ class FusedRunner(SyncRunner):
                 self._rows[t] = [getattr(b, key)[m][t:t + self.k] if m else getattr(b, key)[t:t + self.k]
                                  for key, m, _ in _fields(out)]
             torch._foreach_copy_(self._rows[t], [x for _, _, x in _fields(out)])  # one call for every field
-            self.stats.count_steps(out["reward"], out["terminated"] | out["truncated"])
+        self.stats.count_steps(b.reward, b.terminated | b.truncated)  # one host sync per batch, not per call
         self.task.set_pure_state(state)
         self.current = replace(s, obs=cur[0], state=cur[1], avail_actions=cur[2], agent_mask=cur[3])
         self._close(b)

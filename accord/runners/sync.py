@@ -34,13 +34,18 @@ class EpisodeStats:
         self.count(step.reward, done, step.info.get("success"))
 
     def count_steps(self, reward: Tensor, done: Tensor) -> None:
-        """:meth:`count` for K steps at once: ``reward``, ``done`` [K, B]; one host sync if no episode ended."""
-        if not bool(done.any()):
-            self.ret += reward.sum(0)
-            self.len += len(reward)
-            return
-        for r, d in zip(reward, done, strict=True):
-            self.count(r, d)
+        """:meth:`count` for T steps at once: ``reward``, ``done`` [T, B]; one host sync, then the steps
+        between episode ends summed in one op each."""
+        start = 0
+        for t in done.any(1).nonzero().flatten().tolist():
+            if t > start:
+                self.ret += reward[start:t].sum(0)
+                self.len += t - start
+            self.count(reward[t], done[t])
+            start = t + 1
+        if start < len(reward):
+            self.ret += reward[start:].sum(0)
+            self.len += len(reward) - start
 
     def count(self, reward: Tensor, done: Tensor, success: Tensor | None = None) -> None:
         """One step's team reward [B]; episodes that ended where ``done`` [B] (``success`` [B] if known)."""
