@@ -70,12 +70,14 @@ class FusedRunner(SyncRunner):
         self.task = task
         self.k = STEPS_PER_CALL if rollout_len % STEPS_PER_CALL == 0 else 1
         self._steps = compiled(self._run, compile, "the acting and env steps", cpp_wrapper=True)  # train.compile
-        self._rows: dict[int, list[Tensor]] = {}
+        # Each call's steps go straight into the batch (reused between collects): the rows are an index.
+        self._at = [torch.arange(t, t + self.k, device=env.device) for t in range(0, rollout_len, self.k)]
 
     def _run(self, state: tuple[Tensor, ...], cur: tuple[Any, ...], h: Tensor | None, starts: Tensor,
-             noise: Tensor) -> tuple[tuple[Tensor, ...], tuple[Any, ...], Tensor | None, Tensor, dict[str, Any]]:
-        """``len(noise)`` steps from observation ``cur`` = (obs, state, avail, agent_mask): the carried
-        values and every batch field of those steps, stacked on a new first dim."""
+             noise: Tensor, batch: Rollout, at: Tensor) -> tuple[tuple[Tensor, ...], tuple[Any, ...], Tensor | None,
+                                                                 Tensor]:
+        """``len(noise)`` steps from observation ``cur`` = (obs, state, avail, agent_mask), written into
+        ``batch``'s rows ``at``; returns the carried values."""
         rows: list[dict[str, Any]] = []
         for u in noise.unbind(0):
             obs, g, avail, mask = cur
@@ -87,9 +89,12 @@ class FusedRunner(SyncRunner):
                          "terminated": nxt.terminated, "truncated": nxt.truncated, "final_obs": final_obs,
                          "next_state": next_state})
             cur, starts = (nxt.obs, nxt.state, nxt.avail_actions, nxt.agent_mask), nxt.done
-        out = {k: {m: torch.stack([r[k][m] for r in rows]) for m in v} if isinstance(v, dict)
-               else torch.stack([r[k] for r in rows]) for k, v in rows[0].items()}
-        return state, cur, h, starts, out
+        for key, x in rows[0].items():
+            field = getattr(batch, key)
+            for m in x if isinstance(x, dict) else [None]:
+                dst = field if m is None else field[m]
+                dst.index_copy_(0, at, torch.stack([r[key] if m is None else r[key][m] for r in rows]))
+        return state, cur, h, starts
 
     @torch.inference_mode()
     def collect(self) -> Rollout:
@@ -97,21 +102,11 @@ class FusedRunner(SyncRunner):
         if self.h is not None:
             b.h_actor.copy_(self.h)
         state, cur = self.task.pure_state(), (s.obs, s.state, s.avail_actions, s.agent_mask)
-        for t in range(0, self.t_len, self.k):
-            state, cur, self.h, self.starts, out = self._steps(state, cur, self.h, self.starts,
-                                                               self.task.pure_noise(self.k))
-            if t not in self._rows:  # the batch is reused: each call's rows of it, as views made once
-                self._rows[t] = [getattr(b, key)[m][t:t + self.k] if m else getattr(b, key)[t:t + self.k]
-                                 for key, m, _ in _fields(out)]
-            torch._foreach_copy_(self._rows[t], [x for _, _, x in _fields(out)])  # one call for every field
+        for at in self._at:
+            state, cur, self.h, self.starts = self._steps(state, cur, self.h, self.starts,
+                                                          self.task.pure_noise(self.k), b, at)
         self.stats.count_steps(b.reward, b.terminated | b.truncated)  # one host sync per batch, not per call
         self.task.set_pure_state(state)
         self.current = replace(s, obs=cur[0], state=cur[1], avail_actions=cur[2], agent_mask=cur[3])
         self._close(b)
         return b
-
-
-def _fields(out: dict[str, Any]) -> list[tuple[str, str | None, Tensor]]:
-    """``(batch field, modality or None, tensor)`` for every tensor in a call's output."""
-    return [(key, m, v) for key, x in out.items()
-            for m, v in (x.items() if isinstance(x, dict) else [(None, x)])]
