@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import stats
 
 if TYPE_CHECKING:
     from accord.eval.contribution import ContributionReport
@@ -57,6 +56,8 @@ def reward_hacking(returns: Sequence[float], goals: Sequence[float], min_drop: f
     r, g = np.asarray(returns, dtype=float), np.asarray(goals, dtype=float)
     if len(r) < 3 or np.ptp(r) == 0 or np.ptp(g) == 0:
         return None
+    from scipy import stats  # here, not at the top: every training run imports this module, and scipy.stats 1.1 s
+
     x = np.arange(len(r))
     fit_r, fit_g = stats.linregress(x, r), stats.linregress(x, g)
     drop = -fit_g.slope * (len(g) - 1)
