@@ -31,6 +31,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 # which ``auto`` runs eager.
 OPTIONS = {"cpp.use_decompose_tanh": True, "fallback_random": True, "cpp.vec_isa_ok": True}
 
+# The guards of the first calls, where the compiles happen, are built with dynamo's recursive dict tags:
+# on a later call a module whose attributes did not change is checked by its ``__dict__``'s version tag,
+# not attribute by attribute (docs/benchmarks.md, "Speed", twelfth round). Dynamo leaves this off by
+# default; it is set only while these calls run, not for other code in the process.
+FIRST_CALLS = 3
+
 
 def compiled(fn: F, setting: bool | Literal["auto"], what: str, key: str = "train.compile",
              cpp_wrapper: bool = False) -> F:
@@ -45,11 +51,16 @@ def compiled(fn: F, setting: bool | Literal["auto"], what: str, key: str = "trai
         return fn
     fast = torch.compile(fn, dynamic=False, options={**OPTIONS, "cpp_wrapper": cpp_wrapper})
     current: list[Callable[..., Any]] = [fast]
+    calls = [0]
 
     def call(*args: Any, **kwargs: Any) -> Any:
         if current[0] is fn:
             return fn(*args, **kwargs)
         try:
+            if calls[0] < FIRST_CALLS:
+                calls[0] += 1
+                with torch._dynamo.config.patch(use_recursive_dict_tags_for_guards=True):
+                    return current[0](*args, **kwargs)
             return current[0](*args, **kwargs)
         except Exception as e:  # noqa: BLE001 - any compiler failure means: run eager
             reason = " ".join(str(e).split())[:200] or type(e).__name__

@@ -11,7 +11,7 @@ import torch
 from batches import random_batch
 
 from accord.algos.ppo import PPO, Minibatch, _Nets, minibatches
-from accord.compile import compiled
+from accord.compile import FIRST_CALLS, compiled
 from accord.config import load_config
 from accord.envs.registry import make_env
 from accord.errors import ConfigError
@@ -158,6 +158,31 @@ def test_compile_true_fails_with_one_clear_error(broken_compiler):
     fn = compiled(_double, True, "a test function")
     with pytest.raises(ConfigError, match=r"train.compile=true: torch.compile failed on a test function"):
         fn(torch.ones(3))
+
+
+def test_guards_built_with_dict_tags_still_see_a_changed_module():
+    class Scale(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = torch.nn.Linear(2, 2)
+            self.factor = 2.0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x) * self.factor
+
+    torch._dynamo.reset()
+    module = Scale()
+    fn = compiled(module, True, "a test module")
+    x = torch.ones(1, 2)
+    with torch.no_grad():
+        for _ in range(FIRST_CALLS + 2):  # past the calls whose guards use the dict tags
+            torch.testing.assert_close(fn(x), module.inner(x) * 2.0)
+        module.factor = 3.0  # a Python attribute of the outer module
+        torch.testing.assert_close(fn(x), module.inner(x) * 3.0)
+        module.inner.bias.add_(1.0)  # a parameter changed in place
+        torch.testing.assert_close(fn(x), module.inner(x) * 3.0)
+        module.inner = torch.nn.Linear(2, 2)  # a submodule replaced
+        torch.testing.assert_close(fn(x), module.inner(x) * 3.0)
 
 
 def test_false_stays_eager_and_the_key_is_validated():
