@@ -76,12 +76,14 @@ def rational_tanh(x: Tensor) -> Tensor:
 
 
 class Tanh(nn.Tanh):
-    """tanh, computed where it is cheapest without autograd (acting, the critic's pass over a batch).
-    Compiled: :func:`rational_tanh`. Eager: 2 sigmoid(2x) - 1; ATen's CPU tanh takes 3.9 ns an element
-    on these AVX2 cores, this 1.5 (docs/benchmarks.md, "Speed", eleventh round). With autograd, and in
-    a traced ONNX export: ATen's tanh (a compiled backward recomputed the rational form from the
-    pre-activations, slower than it saved, docs/benchmarks.md, twelfth round). The values differ by a
-    few 1e-7."""
+    """tanh in the cheapest form for where it runs; the forms differ by a few 1e-7.
+
+    - With autograd (training) and in a traced ONNX export: ATen's tanh. In a compiled update the
+      rational form was slower: the backward recomputed it (docs/benchmarks.md, "Speed", twelfth round).
+    - Compiled, without autograd (acting): :func:`rational_tanh`.
+    - Eager, without autograd (acting, the critic's pass over a batch): 2 sigmoid(2x) - 1; ATen's CPU
+      tanh takes 3.9 ns an element on these AVX2 cores, this 1.5 (eleventh round).
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         if torch.is_grad_enabled() or torch.jit.is_tracing():

@@ -90,10 +90,11 @@ class FusedRunner(SyncRunner):
                          "next_state": next_state})
             cur, starts = (nxt.obs, nxt.state, nxt.avail_actions, nxt.agent_mask), nxt.done
         for key, x in rows[0].items():
-            field = getattr(batch, key)
-            for m in x if isinstance(x, dict) else [None]:
-                dst = field if m is None else field[m]
-                dst.index_copy_(0, at, torch.stack([r[key] if m is None else r[key][m] for r in rows]))
+            if isinstance(x, dict):  # observations by modality
+                for m in x:
+                    getattr(batch, key)[m].index_copy_(0, at, torch.stack([r[key][m] for r in rows]))
+            else:
+                getattr(batch, key).index_copy_(0, at, torch.stack([r[key] for r in rows]))
         return state, cur, h, starts
 
     @torch.inference_mode()
