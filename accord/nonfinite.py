@@ -47,7 +47,21 @@ def _owned(learner: Any) -> tuple[list[nn.Module], list[torch.optim.Optimizer]]:
                     modules[id(v)] = v
                 elif isinstance(v, torch.optim.Optimizer):
                     optims[id(v)] = v
-    return list(modules.values()), list(optims.values())
+    return _without_repeats(list(modules.values())), list(optims.values())
+
+
+def _without_repeats(modules: list[nn.Module]) -> list[nn.Module]:
+    """The modules whose state the others do not already hold. A learner holds its networks several ways
+    (the policy, the actor inside it, both networks in one module for the compiled step): snapshots and
+    checks would copy and sum the same weights several times over."""
+    kept: list[nn.Module] = []
+    seen: set[int] = set()
+    for module in sorted(modules, key=lambda m: -len(m.state_dict(keep_vars=True))):
+        ids = {id(t) for t in module.state_dict(keep_vars=True).values()}
+        if not ids <= seen:
+            kept.append(module)
+            seen |= ids
+    return kept
 
 
 def _all_finite(tensors: Sequence[Tensor]) -> bool:

@@ -9,8 +9,11 @@ import pytest
 import torch
 
 from accord import cli
+from accord.algos.ppo import PPO
+from accord.config import load_config
 from accord.envs.parallel_env import AsParallelEnv
 from accord.envs.pettingzoo import PettingZooVecEnv
+from accord.envs.registry import make_env
 from accord.envs.resilient import ResilientVecEnv
 from accord.envs.tasks.spread import Spread
 from accord.errors import EnvError
@@ -163,3 +166,16 @@ def test_nonfinite_guard_restores_the_last_good_weights_and_optimizer_state_exac
     with torch.no_grad():
         learner.net.weight.fill_(3e38)  # finite; every sum of it overflows to inf
     assert "update_skipped" not in guard.check({"loss": 1.0}, env_steps=0)
+
+
+def test_nonfinite_guard_holds_each_of_a_learners_weights_once():
+    """A PPO learner holds its actor three ways (the policy, the actor, the compiled step's module): the
+    guard snapshots and checks every weight, each once."""
+    cfg = load_config(None, ["architecture=decentralized", "task.params.n_agents=2", "task.num_envs=2",
+                             "train.compile=true"])  # nothing is compiled before the first update
+    learner = PPO(cfg, make_env(cfg.task).spec, torch.device("cpu"))
+    assert learner._nets.actor is learner.policy.actor is learner.actor
+    guard = NonFiniteGuard(learner, max_in_row=3)
+    held = [id(t) for m in guard.modules for t in m.state_dict(keep_vars=True).values()]
+    assert len(held) == len(set(held))
+    assert {id(p) for net in (learner.actor, learner.critic) for p in net.parameters()} <= set(held)
