@@ -32,9 +32,9 @@ def backward_scan(b: Tensor, c: Tensor) -> Tensor:
 
     The recursion behind GAE and TD(lambda) returns; one loop over time, envs and agents batched.
     """
-    out = torch.empty_like(b)
-    y = torch.zeros_like(b[0])
-    for t in range(b.shape[0] - 1, -1, -1):
-        y = b[t] + c[t] * y
-        out[t] = y
-    return out
+    if not len(b):
+        return torch.empty_like(b)
+    ys = [b[-1]]  # y_{T-1} = b_{T-1}
+    for t in range(b.shape[0] - 2, -1, -1):  # one op a step (autograd sees it too: shaped credit needs that)
+        ys.append(torch.addcmul(b[t], c[t], ys[-1]))
+    return torch.stack(ys[::-1])
