@@ -11,6 +11,7 @@ run. The compile happens on the first call; its time is part of the run's wall t
 from __future__ import annotations
 
 import logging
+import types
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
@@ -39,17 +40,31 @@ FIRST_CALLS = 3
 
 
 def compiled(fn: F, setting: bool | Literal["auto"], what: str, key: str = "train.compile",
-             cpp_wrapper: bool = False) -> F:
+             cpp_wrapper: bool = False, tensor_guards_only: bool = False) -> F:
     """``fn`` compiled on its first call, or ``fn`` itself, as the setting ``key`` (``setting``) asks.
 
     ``cpp_wrapper``: inductor writes the code around the kernels (buffer allocation, views, calls) in
     C++ rather than Python, for a small program called very often, where that code is most of a call's
-    time; it compiles longer."""
+    time; it compiles longer.
+
+    ``tensor_guards_only``: before each call, check only what dynamo's portable guards check (every
+    tensor's shape, strides, dtype and device; grad mode and autocast), not the Python state ``fn`` read
+    while it was traced (modules' attributes, the config, globals). Only for a function whose Python
+    state stays as it was for the compiled function's life, everything that changes between calls being
+    a tensor argument or a tensor attribute: a changed Python attribute is then not seen. The two hot
+    programs of training qualify (the fused collection step, PPO's minibatch step); their guards were
+    7 % of an iteration at JaxMARL's settings (docs/benchmarks.md, "Speed", thirteenth round). ``fn`` (a
+    function or a bound method) gets a code object of its own (:func:`_own_code`)."""
     if setting not in (True, False, "auto"):
         raise ConfigError(f"{key} must be true, false or auto, got {setting!r}")
     if setting is False:
         return fn
-    fast = torch.compile(fn, dynamic=False, options={**OPTIONS, "cpp_wrapper": cpp_wrapper})
+    options: dict[str, Any] = {**OPTIONS, "cpp_wrapper": cpp_wrapper}
+    target: Callable[..., Any] = fn
+    if tensor_guards_only:
+        options["guard_filter_fn"] = torch.compiler.keep_portable_guards_unsafe
+        target = _own_code(fn)
+    fast = torch.compile(target, dynamic=False, options=options)
     current: list[Callable[..., Any]] = [fast]
     calls = [0]
 
@@ -72,3 +87,18 @@ def compiled(fn: F, setting: bool | Literal["auto"], what: str, key: str = "trai
             return fn(*args, **kwargs)
 
     return call  # type: ignore[return-value]
+
+
+def _own_code(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` running a copy of its code object. Dynamo keeps compiled programs with the code they were
+    compiled from, so every learner's bound ``_functional_step`` shares one cache; a program whose guards
+    check tensors alone would serve another learner whose tensors have the same shapes but whose Python
+    state (activation, coefficients) differs. A copy of the code keeps each instance's programs apart."""
+    func = getattr(fn, "__func__", fn)
+    if not isinstance(func, types.FunctionType):
+        raise TypeError(f"tensor_guards_only needs a function or a bound method, got {type(fn).__name__}")
+    own = types.FunctionType(func.__code__.replace(), func.__globals__, func.__name__, func.__defaults__,
+                             func.__closure__)
+    own.__kwdefaults__, own.__qualname__ = func.__kwdefaults__, func.__qualname__
+    bound_to = getattr(fn, "__self__", None)
+    return own if bound_to is None else types.MethodType(own, bound_to)

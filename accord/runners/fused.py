@@ -69,7 +69,11 @@ class FusedRunner(SyncRunner):
         super().__init__(env, policy, rollout_len, seed)
         self.task = task
         self.k = STEPS_PER_CALL if rollout_len % STEPS_PER_CALL == 0 else 1
-        self._steps = compiled(self._run, compile, "the acting and env steps", cpp_wrapper=True)  # train.compile
+        # train.compile. The policy's and the task's Python state is fixed for a run; the weights, the task's
+        # state, the noise and the batch are tensors: only the tensors' guards are checked. Not so for a
+        # value-based policy, whose exploration rate (a Python float) changes after every update.
+        self._steps = compiled(self._run, compile, "the acting and env steps", cpp_wrapper=True,
+                               tensor_guards_only=not policy.value_based)
         # Each call's steps go straight into the batch (reused between collects): the rows are an index.
         self._at = [torch.arange(t, t + self.k, device=env.device) for t in range(0, rollout_len, self.k)]
 
