@@ -162,18 +162,21 @@ def test_compile_true_fails_with_one_clear_error(broken_compiler):
         fn(torch.ones(3))
 
 
+class _Scale(torch.nn.Module):
+    """A linear layer times a Python float: a module whose Python state can change."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = torch.nn.Linear(2, 2)
+        self.factor = 2.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x) * self.factor
+
+
 def test_guards_built_with_dict_tags_still_see_a_changed_module():
-    class Scale(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = torch.nn.Linear(2, 2)
-            self.factor = 2.0
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.inner(x) * self.factor
-
     torch._dynamo.reset()
-    module = Scale()
+    module = _Scale()
     fn = compiled(module, True, "a test module")
     x = torch.ones(1, 2)
     with torch.no_grad():
@@ -190,20 +193,10 @@ def test_guards_built_with_dict_tags_still_see_a_changed_module():
 def test_tensor_guards_only_checks_tensors_and_grad_mode_not_python_attributes():
     """What ``tensor_guards_only`` (the fused collection step, PPO's minibatch step) still checks and
     what it gives up: a program compiled so must read no Python state that changes."""
-
-    class Scale(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = torch.nn.Linear(2, 2)
-            self.factor = 2.0
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.inner(x) * self.factor
-
     torch._dynamo.reset()
-    module = Scale()
+    module = _Scale()
     fn = compiled(module.forward, True, "a test module", tensor_guards_only=True)
-    other = Scale()  # the same code and shapes, other Python state: its own programs
+    other = _Scale()  # the same code and shapes, other Python state: its own programs
     other.factor = 5.0
     x = torch.randn(1, 2)
     with torch.no_grad():

@@ -32,7 +32,9 @@ STEPS_PER_CALL = 2
 
 class PureTask(Protocol):
     """A vectorized task whose step is a function of tensors: ``pure_step(state, actions, noise)`` returns
-    the next state and the :class:`~accord.envs.base.Step`, autoreset included, without branching on data."""
+    the next state and the :class:`~accord.envs.base.Step`, autoreset included, without branching on data.
+    Whatever changes during a run is a tensor (of the state, or an attribute changed in place): the
+    compiled program does not check the Python attributes it read when it was compiled."""
 
     def pure_state(self) -> tuple[Tensor, ...]: ...
 
