@@ -76,6 +76,7 @@ def test_benchmarl_matched_gradient_work():
     assert cfg.task.num_envs * p.rollout_len // p.minibatches == 400  # BenchMARL's minibatch, in frames
     assert cfg.credit.name == "individual" and cfg.task.params["lidar_range"] == 0.35 and p.lr == 5e-5
     assert not p.normalize_advantages  # BenchMARL's ClipPPOLoss(normalize_advantage=False)
+    assert cfg.train.compile == "auto"  # how accord runs the same work, as at JaxMARL's settings
     # BenchMARL evaluates 10 episodes after its first batch and at 120k; accord at 120k and its best
     # checkpoint, greedy and sampled: 2 x 10 = 2 x 2 x 5 episodes.
     assert (cfg.eval.interval, cfg.eval.episodes, cfg.eval.final_factor) == (120000, 5, 1)

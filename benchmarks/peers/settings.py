@@ -132,6 +132,8 @@ def benchmarl(peer: dict[str, Any]) -> list[Setting]:
         row("networks (actor, critic)", f"MLP {'x'.join(map(str, cells))} {act}",
             sets=(f"model.hidden={cells[0]}", f"model.layers={len(cells)}", f"model.activation={act}")),
         row("parameters shared by agents", peer["share_param_critic"], True, keys=("model.share_params",)),
+        row("compiled", "no (eager torchrl)", "the update's minibatch step and acting, torch.compile (compile time in "
+            "training time)", sets=("train.compile=auto",)),
         row("critic input", "all agents' observations", "global state + agent id",
             differs="accord's MAPPO critic conditions on the agent id"),
         row("policy", "TanhNormal, scale from the network" if peer["use_tanh_normal"] else "Normal",
