@@ -61,8 +61,9 @@ def compiled(fn: F, setting: bool | Literal["auto"], what: str, key: str = "trai
         return fn
     options: dict[str, Any] = {**OPTIONS, "cpp_wrapper": cpp_wrapper}
     target: Callable[..., Any] = fn
-    if tensor_guards_only:
-        options["guard_filter_fn"] = torch.compiler.keep_portable_guards_unsafe
+    portable = getattr(torch.compiler, "keep_portable_guards_unsafe", None)  # recent torch; else all guards
+    if tensor_guards_only and portable is not None:
+        options["guard_filter_fn"] = portable
         target = _own_code(fn)
     fast = torch.compile(target, dynamic=False, options=options)
     current: list[Callable[..., Any]] = [fast]
