@@ -54,13 +54,13 @@ def _without_repeats(modules: list[nn.Module]) -> list[nn.Module]:
     """The modules whose state the others do not already hold. A learner holds its networks several ways
     (the policy, the actor inside it, both networks in one module for the compiled step): snapshots and
     checks would copy and sum the same weights several times over."""
+    held = {m: {id(t) for t in m.state_dict(keep_vars=True).values()} for m in modules}
     kept: list[nn.Module] = []
     seen: set[int] = set()
-    for module in sorted(modules, key=lambda m: -len(m.state_dict(keep_vars=True))):
-        ids = {id(t) for t in module.state_dict(keep_vars=True).values()}
-        if not ids <= seen:
+    for module in sorted(modules, key=lambda m: -len(held[m])):  # the largest first
+        if not held[module] <= seen:
             kept.append(module)
-            seen |= ids
+            seen |= held[module]
     return kept
 
 
