@@ -10,9 +10,9 @@ run. The compile happens on the first call; its time is part of the run's wall t
 
 from __future__ import annotations
 
+import functools
 import logging
-import types
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, Literal, TypeVar
 
 import torch
@@ -27,9 +27,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Inductor settings for every compile: tanh as 2 / (1 + exp(-2x)) - 1 (vectorized exp; the default tanh
 # kernel was most of a compiled 64-64 tanh MLP's time here, same result to ~2e-7), and random ops run
 # as eager ATen kernels, so a compiled function draws exactly the numbers the eager one draws. The vector
-# ISA (AVX2 here) comes from the CPU's flags without inductor's probe, a test program it compiles and
-# loads in every new cache (2.5 s of a cold start); a compiler that cannot build for it fails the compile,
-# which ``auto`` runs eager.
+# ISA comes from the CPU's flags without inductor's probe, a test program it compiles and loads in every
+# new cache (2.5 s of a cold start on AVX2 cores; on AVX-512 ones inductor still probes the bf16, VNNI
+# and AMX extensions, 1.8 s); a compiler that cannot build for it fails the compile, which ``auto`` runs
+# eager.
 OPTIONS = {"cpp.use_decompose_tanh": True, "fallback_random": True, "cpp.vec_isa_ok": True}
 
 # The guards of the first calls, where the compiles happen, are built with dynamo's recursive dict tags:
@@ -40,39 +41,43 @@ FIRST_CALLS = 3
 
 
 def compiled(fn: F, setting: bool | Literal["auto"], what: str, key: str = "train.compile",
-             cpp_wrapper: bool = False, tensor_guards_only: bool = False) -> F:
+             cpp_wrapper: bool = False, shapes: Callable[..., Hashable] | None = None) -> F:
     """``fn`` compiled on its first call, or ``fn`` itself, as the setting ``key`` (``setting``) asks.
 
     ``cpp_wrapper``: inductor writes the code around the kernels (buffer allocation, views, calls) in
     C++ rather than Python, for a small program called very often, where that code is most of a call's
     time; it compiles longer.
 
-    ``tensor_guards_only``: before each call, check only what dynamo's portable guards check (every
-    tensor's shape, strides, dtype and device; grad mode and autocast), not the Python state ``fn`` read
-    while it was traced (modules' attributes, the config, globals). Only for a function whose Python
-    state stays as it was for the compiled function's life, everything that changes between calls being
-    a tensor argument or a tensor attribute: a changed Python attribute is then not seen. The two hot
-    programs of training qualify (the fused collection step, PPO's minibatch step); their guards were
-    7 % of an iteration at JaxMARL's settings (docs/benchmarks.md, "Speed", thirteenth round). ``fn`` (a
-    function or a bound method) gets a code object of its own (:func:`_own_code`)."""
+    ``shapes``: for the programs training calls most (the fused collection step, PPO's minibatch step),
+    whose Python state is fixed for their life and whose tensors' shapes, dtypes and devices follow
+    from the value ``shapes(*args)``. A program is compiled ahead for each such value on its first call
+    (dynamo's ``aot_compile``) and then called without dynamo: no guards, no per-call check at all (the
+    per-call cost was a fifth of collection's time at JaxMARL's settings, docs/benchmarks.md, "Speed",
+    fourteenth round). Nothing sees a changed Python attribute or a tensor of another shape than its
+    value promised. Where torch has no ``aot_compile`` or it cannot compile ``fn`` whole (a graph
+    break), ``fn`` is compiled as without ``shapes``, with dynamo's guards."""
     if setting not in (True, False, "auto"):
         raise ConfigError(f"{key} must be true, false or auto, got {setting!r}")
     if setting is False:
         return fn
     options: dict[str, Any] = {**OPTIONS, "cpp_wrapper": cpp_wrapper}
-    target: Callable[..., Any] = fn
-    portable = getattr(torch.compiler, "keep_portable_guards_unsafe", None)  # recent torch; else all guards
-    if tensor_guards_only and portable is not None:
-        options["guard_filter_fn"] = portable
-        target = _own_code(fn)
-    fast = torch.compile(target, dynamic=False, options=options)
+    if cpp_wrapper:  # the kernels at -O3, the C++ around them at -O1: ~1 s less compile a program, as fast
+        options["cpp_wrapper_build_separate"] = True
+    fast = torch.compile(fn, dynamic=False, options=options)
     current: list[Callable[..., Any]] = [fast]
     calls = [0]
+    programs: dict[Hashable, Callable[..., Any]] = {}
 
     def call(*args: Any, **kwargs: Any) -> Any:
         if current[0] is fn:
             return fn(*args, **kwargs)
         try:
+            if shapes is not None:
+                value = shapes(*args)
+                if value not in programs:
+                    programs[value] = _ahead(fn, args, options) or fast
+                if programs[value] is not fast:
+                    return programs[value](*args)
             if calls[0] < FIRST_CALLS:
                 calls[0] += 1
                 with torch._dynamo.config.patch(use_recursive_dict_tags_for_guards=True):
@@ -90,16 +95,18 @@ def compiled(fn: F, setting: bool | Literal["auto"], what: str, key: str = "trai
     return call  # type: ignore[return-value]
 
 
-def _own_code(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` running a copy of its code object. Dynamo keeps compiled programs with the code they were
-    compiled from, so every learner's bound ``_functional_step`` shares one cache; a program whose guards
-    check tensors alone would serve another learner whose tensors have the same shapes but whose Python
-    state (activation, coefficients) differs. A copy of the code keeps each instance's programs apart."""
-    func = getattr(fn, "__func__", fn)
-    if not isinstance(func, types.FunctionType):
-        raise TypeError(f"tensor_guards_only needs a function or a bound method, got {type(fn).__name__}")
-    own = types.FunctionType(func.__code__.replace(), func.__globals__, func.__name__, func.__defaults__,
-                             func.__closure__)
-    own.__kwdefaults__, own.__qualname__ = func.__kwdefaults__, func.__qualname__
-    bound_to = getattr(fn, "__self__", None)
-    return own if bound_to is None else types.MethodType(own, bound_to)
+def _ahead(fn: Callable[..., Any], args: tuple[Any, ...], options: dict[str, Any]) -> Callable[..., Any] | None:
+    """``fn`` compiled whole for ``args`` by dynamo's ahead-of-time path and called without guards, or
+    None where torch has no such path or it fails (logged: the guarded compile runs instead)."""
+    func, bound = getattr(fn, "__func__", fn), getattr(fn, "__self__", None)
+    head = () if bound is None else (bound,)
+    aot_compile = getattr(torch.compile(func, dynamic=False, options=options, fullgraph=True), "aot_compile", None)
+    if aot_compile is None:
+        return None
+    try:
+        program = aot_compile(((*head, *args), {}))
+    except Exception as e:  # noqa: BLE001 - a graph break, a cache switched off: compile with guards
+        logger.info("ahead-of-time compile not possible (%s); compiling with guards", " ".join(str(e).split())[:200])
+        return None
+    program.disable_guard_check()
+    return functools.partial(program, *head)

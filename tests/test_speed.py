@@ -190,28 +190,39 @@ def test_guards_built_with_dict_tags_still_see_a_changed_module():
         torch.testing.assert_close(fn(x), module.inner(x) * 3.0)
 
 
-def test_tensor_guards_only_checks_tensors_and_grad_mode_not_python_attributes():
-    """What ``tensor_guards_only`` (the fused collection step, PPO's minibatch step) still checks and
-    what it gives up: a program compiled so must read no Python state that changes."""
-    torch._dynamo.reset()
+def test_shapes_programs_are_compiled_per_shape_value_and_run_without_guards():
+    """What ``shapes`` (the fused collection step, PPO's minibatch step) gives and what it gives up: a
+    program per value of ``shapes``, called with no check, so it must read no Python state that changes."""
     module = _Scale()
-    fn = compiled(module.forward, True, "a test module", tensor_guards_only=True)
+    fn = compiled(module.forward, True, "a test module", shapes=lambda x: x.shape)
     other = _Scale()  # the same code and shapes, other Python state: its own programs
     other.factor = 5.0
     x = torch.randn(1, 2)
     with torch.no_grad():
         torch.testing.assert_close(fn(x), module.inner(x) * 2.0)
-        torch.testing.assert_close(compiled(other.forward, True, "another", tensor_guards_only=True)(x),
+        torch.testing.assert_close(compiled(other.forward, True, "another", shapes=lambda x: x.shape)(x),
                                    other.inner(x) * 5.0)
-        for shape in ((1, 2), (3, 2)):  # a new shape is checked: compiled again, right
+        for shape in ((3, 2), (1, 2)):  # another shape value: its own program, right
             x = torch.randn(shape)
             torch.testing.assert_close(fn(x), module.inner(x) * 2.0)
         module.inner.bias.add_(1.0)  # tensors are data: seen
         torch.testing.assert_close(fn(x), module.inner(x) * 2.0)
-    assert fn(x).requires_grad  # grad mode is checked: with autograd, another program
-    module.factor = 3.0
-    with torch.no_grad():  # a Python attribute is not checked: the program still multiplies by 2
+        module.factor = 3.0  # a Python attribute is not checked: the program still multiplies by 2
         torch.testing.assert_close(fn(x), module.inner(x) * 2.0)
+
+
+def _breaks(x: torch.Tensor) -> torch.Tensor:
+    torch._dynamo.graph_break()
+    return x * 2.0
+
+
+def test_shapes_falls_back_to_the_guarded_compile_where_dynamo_cannot_compile_whole(caplog):
+    fn = compiled(_breaks, True, "a function with a graph break", shapes=lambda x: ())
+    x = torch.randn(2)
+    with caplog.at_level(logging.INFO, logger="accord.compile"):
+        for _ in range(2):
+            torch.testing.assert_close(fn(x), x * 2.0)
+    assert sum("compiling with guards" in r.message for r in caplog.records) == 1
 
 
 def test_false_stays_eager_and_the_key_is_validated():

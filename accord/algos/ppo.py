@@ -163,9 +163,10 @@ class PPO:
         if cfg.train.compile is not False and not (self.actor.body.recurrent or self.critic.body.recurrent):
             self._nets = _Nets(self)
             # Its Python state (config, networks) is fixed; parameters, optimizer state, learning rates and
-            # the minibatch come in as tensors: only the tensors' guards are checked.
+            # the minibatch come in as tensors, whose shapes follow from the minibatch's: a program for each
+            # minibatch shape, called without guards.
             self._fused_step = compiled(self._functional_step, cfg.train.compile, "the PPO minibatch step",
-                                        cpp_wrapper=True, tensor_guards_only=True)
+                                        cpp_wrapper=True, shapes=lambda actor, critic, mb, lrs: mb.adv.shape)
 
     def denormalize(self, v: Tensor) -> Tensor:
         return v if self.value_norm is None else self.value_norm.denormalize(v)

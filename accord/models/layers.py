@@ -83,14 +83,19 @@ def rational_tanh(x: Tensor) -> Tensor:
     return (x * _polynomial(z, _TANH_P) / _polynomial(z, _TANH_Q)).clamp(-1.0, 1.0)
 
 
+# ATen's CPU tanh without autograd, per element: 0.3 ns on the AVX-512 machine of the fourteenth round,
+# where 2 sigmoid(2x) - 1 took 0.9; 3.9 ns on the AVX2 cores of the eleventh, where that form took 1.5.
+ATEN_TANH = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
 class Tanh(nn.Tanh):
     """tanh in the cheapest form for where it runs; the forms differ by a few 1e-7.
 
     - With autograd (training) and in a traced ONNX export: ATen's tanh. In a compiled update the
       rational form was slower: the backward recomputed it (docs/benchmarks.md, "Speed", twelfth round).
     - Compiled, without autograd (acting): :func:`rational_tanh`.
-    - Eager, without autograd (acting, the critic's pass over a batch): 2 sigmoid(2x) - 1; ATen's CPU
-      tanh takes 3.9 ns an element on these AVX2 cores, this 1.5 (eleventh round).
+    - Eager, without autograd (acting, the critic's pass over a batch): ATen's tanh on AVX-512 CPUs,
+      2 sigmoid(2x) - 1 elsewhere (:data:`ATEN_TANH`).
     """
 
     def forward(self, x: Tensor) -> Tensor:
@@ -98,7 +103,7 @@ class Tanh(nn.Tanh):
             return torch.tanh(x)
         if torch.compiler.is_compiling():
             return rational_tanh(x)
-        return torch.sigmoid(x * 2).mul_(2).sub_(1)
+        return torch.tanh(x) if ATEN_TANH else torch.sigmoid(x * 2).mul_(2).sub_(1)
 
 
 def mlp(n_in: int, hidden: int, layers: int, n_agents: int, shared: bool, activation: str) -> nn.Sequential:

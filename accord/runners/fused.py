@@ -72,10 +72,11 @@ class FusedRunner(SyncRunner):
         self.task = task
         self.k = STEPS_PER_CALL if rollout_len % STEPS_PER_CALL == 0 else 1
         # train.compile. The policy's and the task's Python state is fixed for a run (rollouts are PPO's; the
-        # value-based learners, whose exploration rate is a Python float, collect episodes); the weights, the
-        # task's state, the noise and the batch are tensors: only the tensors' guards are checked.
+        # value-based learners, whose exploration rate is a Python float, collect episodes), and so are the
+        # shapes of its tensors (the weights, the task's state, the noise, the batch): one program, called
+        # without guards.
         self._steps = compiled(self._run, compile, "the acting and env steps", cpp_wrapper=True,
-                               tensor_guards_only=True)
+                               shapes=lambda *args: ())
         # Each call's steps go straight into the batch (reused between collects): the rows are an index.
         self._at = [torch.arange(t, t + self.k, device=env.device) for t in range(0, rollout_len, self.k)]
 
