@@ -66,7 +66,7 @@ def compiled(fn: F, setting: bool | Literal["auto"], what: str, key: str = "trai
     fast = torch.compile(fn, dynamic=False, options=options)
     current: list[Callable[..., Any]] = [fast]
     calls = [0]
-    programs: dict[Hashable, Callable[..., Any]] = {}
+    programs: dict[Hashable, Callable[..., Any] | None] = {}  # None: compiled with guards instead
 
     def call(*args: Any, **kwargs: Any) -> Any:
         if current[0] is fn:
@@ -75,9 +75,10 @@ def compiled(fn: F, setting: bool | Literal["auto"], what: str, key: str = "trai
             if shapes is not None:
                 value = shapes(*args)
                 if value not in programs:
-                    programs[value] = _ahead(fn, args, options) or fast
-                if programs[value] is not fast:
-                    return programs[value](*args)
+                    programs[value] = _ahead(fn, args, options)
+                program = programs[value]
+                if program is not None:
+                    return program(*args)
             if calls[0] < FIRST_CALLS:
                 calls[0] += 1
                 with torch._dynamo.config.patch(use_recursive_dict_tags_for_guards=True):
