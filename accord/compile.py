@@ -96,12 +96,27 @@ def compiled(fn: F, setting: bool | Literal["auto"], what: str, key: str = "trai
     return call  # type: ignore[return-value]
 
 
+class _CacheableInductor(torch._TorchCompileInductorWrapper):
+    """Inductor, torch.compile's default backend, with the graph's per-process name dropped first.
+
+    Dynamo's ahead-of-time path names each graph with a fresh UUID, and AOT autograd puts that name in
+    the key of its cache, which holds inductor's programs: a later run never found them and compiled
+    everything again (11 s instead of 2.6 s at JaxMARL's settings, docs/benchmarks.md, "Speed",
+    fifteenth round). The name serves only precompile's serialization, which accord does not use; the
+    guarded path keys the same cache without it."""
+
+    def __call__(self, gm: torch.fx.GraphModule, inputs: list[Any], **kwargs: Any) -> Any:
+        gm._backend_id = None  # type: ignore[assignment]
+        return super().__call__(gm, inputs, **kwargs)
+
+
 def _ahead(fn: Callable[..., Any], args: tuple[Any, ...], options: dict[str, Any]) -> Callable[..., Any] | None:
     """``fn`` compiled whole for ``args`` by dynamo's ahead-of-time path and called without guards, or
     None where torch has no such path or it fails (logged: the guarded compile runs instead)."""
     func, bound = getattr(fn, "__func__", fn), getattr(fn, "__self__", None)
     head = () if bound is None else (bound,)
-    aot_compile = getattr(torch.compile(func, dynamic=False, options=options, fullgraph=True), "aot_compile", None)
+    backend = _CacheableInductor("default", options, dynamic=False)
+    aot_compile = getattr(torch.compile(func, backend=backend, dynamic=False, fullgraph=True), "aot_compile", None)
     if aot_compile is None:
         return None
     try:

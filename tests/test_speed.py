@@ -211,6 +211,21 @@ def test_shapes_programs_are_compiled_per_shape_value_and_run_without_guards():
         torch.testing.assert_close(fn(x), module.inner(x) * 2.0)
 
 
+def test_a_later_compile_of_the_same_program_loads_it_from_inductors_cache(monkeypatch, tmp_path):
+    """A second run (here: a second compile in one process) finds the first one's program on disk instead
+    of compiling it again: the ahead-of-time path must key AOT autograd's cache without a per-run name."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    counts = torch._dynamo.utils.counters["aot_autograd"]
+    x = torch.randn(4, 2)
+    with torch.no_grad():
+        for run in range(2):
+            hits = counts["autograd_cache_hit"]
+            module = _Scale()  # new weights: data, not part of the program
+            fn = compiled(module.forward, True, "a test module", shapes=lambda x: x.shape)
+            torch.testing.assert_close(fn(x), module.inner(x) * 2.0)
+            assert counts["autograd_cache_hit"] == hits + run
+
+
 def _breaks(x: torch.Tensor) -> torch.Tensor:
     torch._dynamo.graph_break()
     return x * 2.0

@@ -44,7 +44,8 @@ class MaskedGRUSequence(torch.autograd.Function):
         b = torch.cat([b_ih[:2 * H] + b_hh[:2 * H], 2 * b_ih[2 * H:]])
         torch.addmm(b, x.reshape(T * B, -1), w.t(), out=g.view(T * B, 4 * H)[:, H:])
         hp, out = x.new_empty(T, B, H), x.new_empty(T, B, H)
-        w_hh_t, minus_one, h = w_hh.roll(H, 0).t(), x.new_full((), -1.0), h0
+        # contiguous: MKL's product with a transposed view took 18 us a step here, with this copy 13 us
+        w_hh_t, minus_one, h = w_hh.roll(H, 0).t().contiguous(), x.new_full((), -1.0), h0
         # unbind: per-step views made once, not indexed from Python at every step
         for gh, gh_n, r, z, rz, n, out_t, keep_t, hp_t in zip(
             *(t.unbind(0) for t in (g[..., :3 * H], g[..., :H], g[..., H:2 * H], g[..., 2 * H:3 * H],

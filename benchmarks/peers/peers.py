@@ -13,7 +13,8 @@ calibration probe, the peer; a probe, accord matched; a probe, accord **recommen
 config for the task), each its own process pinned to ``--core`` with one thread, all on the same
 seed. Ratios are taken within a pair only (the machine's speed drifts), and the medians over pairs
 are reported: frames/s of training, and frames/s from process launch to the end of training
-(imports, start-up and any compilation included). Output: the human table, one ``SUMMARY {json}``
+(imports, start-up and any compilation included; ``--caches warm`` measures a repeated run instead,
+each trainer's compile cache kept). Output: the human table, one ``SUMMARY {json}``
 line, and with ``--out`` every run (learning curves included) as JSON; ``--plot`` draws the curves.
 Peers are installed on first use under ``--scratch``, each in its own venv (see README.md).
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -133,15 +135,24 @@ def tagged(stdout: str, tag: str) -> list[dict[str, Any]]:
     return [json.loads(line[len(tag) + 1:]) for line in stdout.splitlines() if line.startswith(tag + " ")]
 
 
-def run(cmd: list[str], core: int, log: Path, peer: bool, tag: str = "RESULT") -> dict[str, Any]:
+def run(cmd: list[str], core: int, log: Path, peer: bool, tag: str = "RESULT",
+        caches: Path | None = None) -> dict[str, Any]:
     """Run ``cmd`` pinned to ``core``; its last ``tag`` line, plus the seconds from launch
-    (``process_s``) and, given the runner's ``trained_at``, from launch to the end of training."""
+    (``process_s``) and, given the runner's ``trained_at``, from launch to the end of training.
+
+    Without ``caches`` accord compiles cold in every run, as JaxMARL does by default: an empty inductor
+    cache of its own. With it (``--caches warm``) every run keeps its compiles there: inductor's cache
+    and JAX's persistent compilation cache, which JAX leaves off unless asked."""
     launched = time.time()
-    # accord compiles cold in every run, as JaxMARL does: an empty inductor cache of its own.
-    with log.open("a") as out, tempfile.TemporaryDirectory(prefix="accord-inductor-") as cache:
+    with log.open("a") as out, tempfile.TemporaryDirectory(prefix="accord-inductor-") as fresh:
         out.write(f"$ {' '.join(cmd)}\n")
         out.flush()
-        env = pinned_env(peer) if peer else {**pinned_env(peer), "TORCHINDUCTOR_CACHE_DIR": cache}
+        env = pinned_env(peer)
+        if caches is not None:
+            env.update(TORCHINDUCTOR_CACHE_DIR=str(caches / "inductor"), JAX_COMPILATION_CACHE_DIR=str(caches / "jax"),
+                       JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+        elif not peer:
+            env["TORCHINDUCTOR_CACHE_DIR"] = fresh
         proc = subprocess.run(["taskset", "-c", str(core), *cmd], env=env, cwd=ROOT, text=True,
                               stdout=subprocess.PIPE, stderr=out)
         out.write(proc.stdout)
@@ -260,6 +271,10 @@ def main() -> None:
     p.add_argument("--settings-only", action="store_true", help="print the settings table and stop")
     p.add_argument("--out", type=Path, help="write every run (curves included) as JSON here")
     p.add_argument("--plot", type=Path, help="write the learning curves as an image here")
+    p.add_argument("--caches", choices=("cold", "warm"), default="cold",
+                   help="cold: every run compiles from nothing; warm: a repeated run, each trainer's compile "
+                        "cache kept (inductor's; JAX's persistent cache, switched on) and filled by one "
+                        "uncounted run of each first")
     args = p.parse_args()
     variants = [v for v in args.variants.split(",") if v]
     if args.pairs < 1 or not variants or set(variants) - {"matched", "recommended"}:
@@ -284,24 +299,34 @@ def main() -> None:
     if args.settings_only:
         return
 
+    def commands(pair: int) -> dict[str, list[str]]:
+        return {"peer": peer_command(bench, python, source, "--frames", str(frames), "--seed", str(pair)),
+                "matched": accord_command("-", ["algorithm=ppo", *matched], frames, pair, bench.eval_episodes),
+                "recommended": accord_command(bench.recommended, [], frames, pair, bench.eval_episodes)}
+
     runs: list[dict[str, Any]] = []
     began = time.perf_counter()
+    caches = Path(tempfile.mkdtemp(prefix="caches-", dir=args.scratch)) if args.caches == "warm" else None
+    if caches is not None:
+        for variant in ["peer", *variants]:
+            print(f"  filling the compile caches: {variant} (not counted)", flush=True)
+            run(commands(0)[variant], args.core, log, peer=variant == "peer", caches=caches)
     for pair in range(args.pairs):
-        commands = {"peer": peer_command(bench, python, source, "--frames", str(frames), "--seed", str(pair)),
-                    "matched": accord_command("-", ["algorithm=ppo", *matched], frames, pair, bench.eval_episodes),
-                    "recommended": accord_command(bench.recommended, [], frames, pair, bench.eval_episodes)}
         for variant in ["peer", *variants]:
             probe_s, load_start = probe(args.core, log), loadavg()
-            result = run(commands[variant], args.core, log, peer=variant == "peer")
+            result = run(commands(pair)[variant], args.core, log, peer=variant == "peer", caches=caches)
             result.update(pair=pair, variant=variant, probe_s=probe_s, loadavg_start=load_start, loadavg_end=loadavg())
             runs.append(result)
             shown = {k: v for k, v in result.items() if k not in ("curve", "eval_curve")}
             print(f"  pair {pair} {variant:<11} {json.dumps(shown)}", flush=True)
 
+    if caches is not None:
+        shutil.rmtree(caches)
     summary = summarize(runs, ["peer", *variants])
-    print_summary(args.benchmark, bench.peer.name, summary, args.pairs)
+    print_summary(f"{args.benchmark} (compile caches {args.caches})", bench.peer.name, summary, args.pairs)
     record = {"benchmark": args.benchmark, "peer": bench.peer.name, "frames": frames, "pairs": args.pairs,
-              "core": args.core, "harness_wall_s": round(time.perf_counter() - began), "loadavg_end": loadavg(),
+              "caches": args.caches, "core": args.core, "harness_wall_s": round(time.perf_counter() - began),
+              "loadavg_end": loadavg(),
               "matched_overrides": matched, "recommended": bench.recommended, "medians": summary}
     print("SUMMARY " + json.dumps(record), flush=True)
     if args.out:
