@@ -31,6 +31,7 @@ class TrainReport:
     wall_s: float
     fps: float
     train_return: float  # mean team return of the last 100 training episodes (sampled actions)
+    compile_s: float = 0.0  # of wall_s, compiling (train.compile, task.params.compile: accord.compile)
     greedy: dict[str, float] | None = None  # accord.evaluate.evaluate_policy of the greedy policy
     random: dict[str, float] | None = None  # a uniformly random policy on the same episodes
     contribution: ContributionReport | None = None
@@ -57,7 +58,8 @@ def train(config: str | Path | Config | None = None, overrides: Sequence[str] = 
         result = train_loop(cfg, resume=resume, overrides=overrides, progress=progress)
     else:
         result = train_loop(cfg, overrides=overrides, progress=progress)
-    report = TrainReport(result.run, result.status, result.env_steps, result.wall_s, result.fps, result.return_mean)
+    report = TrainReport(result.run, result.status, result.env_steps, result.wall_s, result.fps, result.return_mean,
+                         result.compile_s)
     if not report.finished:
         return report
     if eval_episodes > 0:

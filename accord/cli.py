@@ -66,8 +66,9 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"train.total_env_steps={2 * r.env_steps}")
         return 0
     rows = [("run", r.run.name), ("status", r.status), ("env steps", r.env_steps),
-            ("wall time (s)", round(r.wall_s, 1)), ("env steps/s", round(r.fps)),
-            ("return (last 100 training episodes)", round(r.train_return, 3))]
+            ("wall time (s)", round(r.wall_s, 1)),
+            *([("of which compiling (s)", round(r.compile_s, 1))] if r.compile_s else []),
+            ("env steps/s", round(r.fps)), ("return (last 100 training episodes)", round(r.train_return, 3))]
     if r.greedy is not None and r.random is not None:
         rows += [(f"return, greedy policy ({args.eval_episodes} eval episodes)", _return_cell(r.greedy)),
                  ("return, random policy (same episodes)", _return_cell(r.random))]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Hashable
 from typing import Any, Literal, TypeVar
 
@@ -38,6 +39,24 @@ OPTIONS = {"cpp.use_decompose_tanh": True, "fallback_random": True, "cpp.vec_isa
 # not attribute by attribute (docs/benchmarks.md, "Speed", twelfth round). Dynamo leaves this off by
 # default; it is set only while these calls run, not for other code in the process.
 FIRST_CALLS = 3
+
+# Seconds this process spent compiling, reported apart from the training time that holds them
+# (``compile_s`` in a run's metrics and summary): the first call of each program, where it is compiled.
+# A guarded function's backward compiles on its first backward pass, outside that call, and is not counted.
+_compile_seconds = [0.0]
+
+
+def compile_seconds() -> float:
+    """Seconds this process has spent compiling with :func:`compiled` (its programs' first calls)."""
+    return _compile_seconds[0]
+
+
+def _timed(compile_: Callable[[], Any]) -> Any:
+    start = time.perf_counter()
+    try:
+        return compile_()
+    finally:
+        _compile_seconds[0] += time.perf_counter() - start
 
 
 def compiled(fn: F, setting: bool | Literal["auto"], what: str, key: str = "train.compile",
@@ -75,13 +94,15 @@ def compiled(fn: F, setting: bool | Literal["auto"], what: str, key: str = "trai
             if shapes is not None:
                 value = shapes(*args)
                 if value not in programs:
-                    programs[value] = _ahead(fn, args, options)
+                    programs[value] = _timed(lambda: _ahead(fn, args, options))
                 program = programs[value]
                 if program is not None:
                     return program(*args)
             if calls[0] < FIRST_CALLS:
                 calls[0] += 1
                 with torch._dynamo.config.patch(use_recursive_dict_tags_for_guards=True):
+                    if calls[0] == 1:
+                        return _timed(lambda: current[0](*args, **kwargs))
                     return current[0](*args, **kwargs)
             return current[0](*args, **kwargs)
         except Exception as e:  # noqa: BLE001 - any compiler failure means: run eager

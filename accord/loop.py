@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from accord.algos import ALGORITHMS
+from accord.compile import compile_seconds
 from accord.config import DECOUPLED, Config, apply_overrides, build_config
 from accord.envs.base import VecEnv
 from accord.envs.registry import make_env
@@ -60,6 +61,7 @@ class RunResult:
     fps: float
     return_mean: float
     status: str  # finished | interrupted | already finished (a resume with nothing left to do)
+    compile_s: float = 0.0  # of wall_s, compiling in this process (accord.compile.compile_seconds)
 
 
 @contextlib.contextmanager
@@ -293,6 +295,7 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner,
     index.upsert(run.name, path=str(run.path), task=cfg.task.name, algorithm=cfg.algorithm, seed=cfg.seed,
                  status="running", env_steps=learner.env_steps)
     start = time.perf_counter()
+    compiled_before = compile_seconds()
     last_ckpt = start
     log_every = cfg.train.log_interval
     next_log = (learner.env_steps // log_every + 1) * log_every
@@ -327,6 +330,7 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner,
                     next_log = (learner.env_steps // log_every + 1) * log_every
                     elapsed = time.perf_counter() - start
                     record = {"env_steps": learner.env_steps, "wall_s": round(wall(), 3),
+                              "compile_s": round(compile_seconds() - compiled_before, 3),
                               "fps": round((learner.env_steps - steps_at_start) / max(elapsed, 1e-9), 1),
                               **_episode_fields(runner.stats.summary()), **losses,
                               **(fault_counts() if fault_counts else {}), **(cost_counts() if cost_counts else {}),
@@ -359,7 +363,7 @@ def _loop(cfg: Config, run: RunDir, learner: Learner, runner: Runner,
     index.close()
     elapsed = time.perf_counter() - start
     return RunResult(run, learner.env_steps, wall(), (learner.env_steps - steps_at_start) / max(elapsed, 1e-9),
-                     record.get("return_mean", math.nan), status)
+                     record.get("return_mean", math.nan), status, compile_seconds() - compiled_before)
 
 
 def _episode_fields(summary: dict[str, float]) -> dict[str, float]:

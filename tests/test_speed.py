@@ -13,7 +13,7 @@ import torch
 from batches import random_batch
 
 from accord.algos.ppo import PPO, Minibatch, _Nets, minibatches
-from accord.compile import FIRST_CALLS, compiled
+from accord.compile import FIRST_CALLS, compile_seconds, compiled
 from accord.config import load_config
 from accord.envs.registry import make_env
 from accord.errors import ConfigError
@@ -224,6 +224,37 @@ def test_a_later_compile_of_the_same_program_loads_it_from_inductors_cache(monke
             fn = compiled(module.forward, True, "a test module", shapes=lambda x: x.shape)
             torch.testing.assert_close(fn(x), module.inner(x) * 2.0)
             assert counts["autograd_cache_hit"] == hits + run
+
+
+def test_compile_time_is_counted_on_first_calls_only():
+    """What a run reports as ``compile_s``: the first call of each program, ahead-of-time or guarded,
+    where it is compiled; later calls run it and are not counted."""
+    x = torch.randn(3, 2)
+    for shapes in (None, lambda x: x.shape):
+        fn = compiled(_Scale().forward, True, "a test module", shapes=shapes)
+        with torch.no_grad():
+            before = compile_seconds()
+            fn(x)
+            first = compile_seconds()
+            for _ in range(FIRST_CALLS + 1):
+                fn(x)
+        assert first > before and compile_seconds() == first
+
+
+@pytest.mark.slow  # compiles the spread step (seconds to tens of seconds on one core)
+def test_a_run_reports_its_compile_time_apart_within_its_wall_time(tmp_path):
+    from accord.loop import train
+    from accord.store.metrics import MetricsLog
+
+    for compile_step in (False, True):
+        cfg = load_config(None, [*TINY, f"runs_dir={tmp_path}", f"task.params.compile={str(compile_step).lower()}",
+                                 "train.total_env_steps=256", "train.log_interval=64", "eval.interval=0",
+                                 "logging.tensorboard=false"])
+        result = train(cfg, progress=False)
+        records = [r for r in MetricsLog.read(result.run.path) if "wall_s" in r]
+        assert [r["compile_s"] for r in records] == sorted(r["compile_s"] for r in records)
+        assert records[-1]["compile_s"] == pytest.approx(result.compile_s, abs=1e-3)
+        assert (0 < result.compile_s < result.wall_s) if compile_step else result.compile_s == 0
 
 
 def _breaks(x: torch.Tensor) -> torch.Tensor:

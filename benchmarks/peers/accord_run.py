@@ -1,7 +1,8 @@
 """One accord run of a config (plus ``key=value`` overrides), measured like the peers' runs.
 
-Prints one ``RESULT {json}`` line: frames (env steps), training wall time, frames/s (also after the
-first log point, which holds any compile: ``fps_after_first_log``), peak RSS, the
+Prints one ``RESULT {json}`` line: frames (env steps), training wall time and the seconds of it spent
+compiling (``compile_s``), frames/s (also after the first log point, which holds the compiles:
+``fps_after_first_log``), peak RSS, the
 return of the last 100 training episodes, the learning curve (training return at each log point),
 ``trained_at`` (the clock when training ended, for the driver's time from launch) and the greedy
 policy's return over ``--eval-episodes`` fresh episodes (not counted in any time).
@@ -47,6 +48,7 @@ def main() -> None:
         if args.eval_episodes > 0:
             greedy = evaluate_run(result.run.path.name, root=runs, episodes=args.eval_episodes)["policy"]["return_mean"]
     report(trainer="accord", frames=result.env_steps, wall_s=round(result.wall_s, 2), fps=round(result.fps, 1),
+           compile_s=round(result.compile_s, 2),
            fps_after_first_log=fps_after_first, first_log_steps=timed[0]["env_steps"] if timed else None,
            trained_at=trained_at, peak_rss_mib=round(rss), seed=cfg.seed, num_envs=cfg.task.num_envs,
            return_train=round(result.return_mean, 3), return_eval=greedy, curve=curve)
