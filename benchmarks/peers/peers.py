@@ -22,9 +22,9 @@ Peers are installed on first use under ``--scratch``, each in its own venv (see 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -306,22 +306,23 @@ def main() -> None:
 
     runs: list[dict[str, Any]] = []
     began = time.perf_counter()
-    caches = Path(tempfile.mkdtemp(prefix="caches-", dir=args.scratch)) if args.caches == "warm" else None
-    if caches is not None:
-        for variant in ["peer", *variants]:
-            print(f"  filling the compile caches: {variant} (not counted)", flush=True)
-            run(commands(0)[variant], args.core, log, peer=variant == "peer", caches=caches)
-    for pair in range(args.pairs):
-        for variant in ["peer", *variants]:
-            probe_s, load_start = probe(args.core, log), loadavg()
-            result = run(commands(pair)[variant], args.core, log, peer=variant == "peer", caches=caches)
-            result.update(pair=pair, variant=variant, probe_s=probe_s, loadavg_start=load_start, loadavg_end=loadavg())
-            runs.append(result)
-            shown = {k: v for k, v in result.items() if k not in ("curve", "eval_curve")}
-            print(f"  pair {pair} {variant:<11} {json.dumps(shown)}", flush=True)
+    warm = tempfile.TemporaryDirectory(prefix="caches-", dir=args.scratch) if args.caches == "warm" else None
+    with warm or contextlib.nullcontext():
+        caches = Path(warm.name) if warm else None
+        if caches is not None:
+            for variant in ["peer", *variants]:
+                print(f"  filling the compile caches: {variant} (not counted)", flush=True)
+                run(commands(0)[variant], args.core, log, peer=variant == "peer", caches=caches)
+        for pair in range(args.pairs):
+            for variant in ["peer", *variants]:
+                probe_s, load_start = probe(args.core, log), loadavg()
+                result = run(commands(pair)[variant], args.core, log, peer=variant == "peer", caches=caches)
+                result.update(pair=pair, variant=variant, probe_s=probe_s, loadavg_start=load_start,
+                              loadavg_end=loadavg())
+                runs.append(result)
+                shown = {k: v for k, v in result.items() if k not in ("curve", "eval_curve")}
+                print(f"  pair {pair} {variant:<11} {json.dumps(shown)}", flush=True)
 
-    if caches is not None:
-        shutil.rmtree(caches)
     summary = summarize(runs, ["peer", *variants])
     print_summary(f"{args.benchmark} (compile caches {args.caches})", bench.peer.name, summary, args.pairs)
     record = {"benchmark": args.benchmark, "peer": bench.peer.name, "frames": frames, "pairs": args.pairs,
