@@ -45,12 +45,13 @@ class TrainProgress:
 
     def log(self, record: Mapping[str, Any]) -> None:
         """A metric log point: the bar shows its return (the bar's own rate is the speed), or one line."""
-        ret = record.get("return_mean", float("nan"))
+        ret, compiling = record.get("return_mean", float("nan")), record.get("compile_s", 0.0)
         if self.bar is not None:
-            self.bar.set_postfix(ret=f"{ret:.2f}")
+            self.bar.set_postfix(ret=f"{ret:.2f}", **({"compiled": f"{compiling:.0f}s"} if compiling else {}))
             return
         _say(f"{self.name}: {record['env_steps']:,}/{self.total:,} env steps, {record['fps']:,.0f} steps/s, "
-             f"return {ret:.3f}, elapsed {_clock(record['wall_s'])}")
+             f"return {ret:.3f}, elapsed {_clock(record['wall_s'])}"
+             + (f" (of which compiling {compiling:.1f} s)" if compiling else ""))
 
     def close(self) -> None:
         if self.bar is not None:
