@@ -10,10 +10,11 @@ run. The compile happens on the first call; its time is part of the run's wall t
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Literal, TypeVar
 
 import torch
@@ -51,10 +52,11 @@ def compile_seconds() -> float:
     return _compile_seconds[0]
 
 
-def _timed(compile_: Callable[[], Any]) -> Any:
+@contextlib.contextmanager
+def _compiling() -> Iterator[None]:
     start = time.perf_counter()
     try:
-        return compile_()
+        yield
     finally:
         _compile_seconds[0] += time.perf_counter() - start
 
@@ -94,15 +96,15 @@ def compiled(fn: F, setting: bool | Literal["auto"], what: str, key: str = "trai
             if shapes is not None:
                 value = shapes(*args)
                 if value not in programs:
-                    programs[value] = _timed(lambda: _ahead(fn, args, options))
+                    with _compiling():
+                        programs[value] = _ahead(fn, args, options)
                 program = programs[value]
                 if program is not None:
                     return program(*args)
             if calls[0] < FIRST_CALLS:
                 calls[0] += 1
-                with torch._dynamo.config.patch(use_recursive_dict_tags_for_guards=True):
-                    if calls[0] == 1:
-                        return _timed(lambda: current[0](*args, **kwargs))
+                with (torch._dynamo.config.patch(use_recursive_dict_tags_for_guards=True),
+                      _compiling() if calls[0] == 1 else contextlib.nullcontext()):
                     return current[0](*args, **kwargs)
             return current[0](*args, **kwargs)
         except Exception as e:  # noqa: BLE001 - any compiler failure means: run eager

@@ -306,9 +306,9 @@ def main() -> None:
 
     runs: list[dict[str, Any]] = []
     began = time.perf_counter()
-    warm = tempfile.TemporaryDirectory(prefix="caches-", dir=args.scratch) if args.caches == "warm" else None
-    with warm or contextlib.nullcontext():
-        caches = Path(warm.name) if warm else None
+    with contextlib.ExitStack() as stack:
+        caches = (Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="caches-", dir=args.scratch)))
+                  if args.caches == "warm" else None)
         if caches is not None:
             for variant in ["peer", *variants]:
                 print(f"  filling the compile caches: {variant} (not counted)", flush=True)
