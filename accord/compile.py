@@ -30,10 +30,38 @@ F = TypeVar("F", bound=Callable[..., Any])
 # kernel was most of a compiled 64-64 tanh MLP's time here, same result to ~2e-7), and random ops run
 # as eager ATen kernels, so a compiled function draws exactly the numbers the eager one draws. The vector
 # ISA comes from the CPU's flags without inductor's probe, a test program it compiles and loads in every
-# new cache (2.5 s of a cold start on AVX2 cores; on AVX-512 ones inductor still probes the bf16, VNNI
-# and AMX extensions, 1.8 s); a compiler that cannot build for it fails the compile, which ``auto`` runs
-# eager.
+# new cache (2.5 s of a cold start on AVX2 cores; AVX-512 ones: see _skip_extension_probes); a compiler
+# that cannot build for it fails the compile, which ``auto`` runs eager.
 OPTIONS = {"cpp.use_decompose_tanh": True, "fallback_random": True, "cpp.vec_isa_ok": True}
+
+
+@functools.cache
+def _skip_extension_probes() -> None:
+    """On AVX-512 CPUs, inductor's vector ISA without its probes of the bf16, VNNI and AMX extensions.
+
+    ``cpp.vec_isa_ok`` skips the probe of AVX-512 itself but not these: six test programs compiled
+    in every new cache and a Python process started per probe in every run (1.7 s of a cold start,
+    docs/benchmarks.md, "Speed", sixteenth round). They decide instructions for bfloat16 and int8
+    kernels only; accord's programs are float32, and inductor's code for them is the same without.
+    Inductor has no setting for this, so its list of usable ISAs is replaced: AVX-512 (then AVX2) as
+    the CPU's flags allow. A torch without these internals keeps its own probes."""
+    try:
+        from torch._inductor import cpu_vec_isa as isa
+
+        flags = isa.x86_isa_checker()
+    except (ImportError, AttributeError):
+        return
+    if "avx512" not in flags:
+        return
+
+    class AVX512(isa.VecAVX512):  # the same ISA (name, flags, width); usable without the extension probes
+        __hash__ = isa.VecISA.__hash__
+
+        def __bool__(self) -> bool:
+            return True
+
+    usable = [AVX512(), *([isa.VecAVX2()] if "avx2" in flags else [])]
+    isa.valid_vec_isa_list = lambda: usable
 
 # The guards of the first calls, where the compiles happen, are built with dynamo's recursive dict tags:
 # on a later call a module whose attributes did not change is checked by its ``__dict__``'s version tag,
@@ -81,6 +109,7 @@ def compiled(fn: F, setting: bool | Literal["auto"], what: str, key: str = "trai
         raise ConfigError(f"{key} must be true, false or auto, got {setting!r}")
     if setting is False:
         return fn
+    _skip_extension_probes()
     options: dict[str, Any] = {**OPTIONS, "cpp_wrapper": cpp_wrapper}
     if cpp_wrapper:  # the kernels at -O3, the C++ around them at -O1: ~1 s less compile a program, as fast
         options["cpp_wrapper_build_separate"] = True

@@ -226,6 +226,25 @@ def test_a_later_compile_of_the_same_program_loads_it_from_inductors_cache(monke
             assert counts["autograd_cache_hit"] == hits + run
 
 
+def test_a_compile_in_a_new_cache_runs_no_isa_probe(monkeypatch, tmp_path):
+    """Inductor's probes of the CPU's vector extensions (a test program built and loaded in a new process
+    per probe) are skipped: the ISA comes from the CPU's flags, the widest one inductor knows."""
+    from torch._inductor import cpu_vec_isa
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    probes: list[str] = []
+    monkeypatch.setattr(cpu_vec_isa.VecISA, "check_build", lambda isa, code: probes.append(str(isa)) or True)
+    x = torch.randn(4, 2)
+    module = _Scale()
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(module.forward, True, "a test module", shapes=lambda x: x.shape)(x),
+                                   module.inner(x) * 2.0)
+    assert probes == []
+    flags = cpu_vec_isa.x86_isa_checker()
+    if "avx512" in flags:
+        assert str(cpu_vec_isa.pick_vec_isa()) == "avx512" and cpu_vec_isa.pick_vec_isa().bit_width() == 512
+
+
 def test_compile_time_is_counted_on_first_calls_only():
     """What a run reports as ``compile_s``: the first call of each program, ahead-of-time or guarded,
     where it is compiled; later calls run it and are not counted."""

@@ -27,7 +27,6 @@ import torch
 
 from accord.envs.base import VecEnv
 from accord.envs.registry import make_env
-from accord.eval.stats import t_ci
 from accord.evaluate import first_episodes
 from accord.policy import Policy
 from accord.store import append_flags, load_checkpoint, save_checkpoint
@@ -60,6 +59,8 @@ def play_episodes(env: VecEnv, policy: Policy, episodes: int, deterministic: boo
 
 def summarize(returns: np.ndarray, success: np.ndarray | None, keep_returns: bool = True) -> dict[str, Any]:
     """Mean with its Student-t 95 % interval, std, success rate; the per-episode returns if asked."""
+    from accord.eval.stats import t_ci  # here, not at the top: every run imports this module, scipy.stats 0.45 s
+
     m, lo, hi = t_ci(returns)
     out: dict[str, Any] = {"episodes": int(returns.size), "return_mean": m, "ci": [lo, hi],
                            "return_std": float(returns.std(ddof=1)) if returns.size > 1 else 0.0}

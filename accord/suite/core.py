@@ -28,7 +28,6 @@ from torch import Tensor
 
 from accord.envs.base import Step, VecEnv
 from accord.errors import ConfigError
-from accord.eval.stats import paired_bootstrap_ci
 from accord.evaluate import first_episodes
 from accord.suite.perturb import PERTURBATIONS, SHIFTS, wrap
 
@@ -283,6 +282,8 @@ def _pct(x: float | None) -> str:
 
 def _compare(c_ret: np.ndarray, c_succ: np.ndarray | None, p_ret: np.ndarray, p_succ: np.ndarray | None
              ) -> dict[str, Any]:
+    from accord.eval.stats import paired_bootstrap_ci  # here: training imports this package, scipy.stats 0.45 s
+
     row: dict[str, Any] = {
         "return_mean": _r(p_ret.mean()), "clean_return_mean": _r(c_ret.mean()),
         "delta": _r(_diff(c_ret, p_ret)), "delta_ci": [_r(x) for x in paired_bootstrap_ci(c_ret, p_ret, _diff)],
