@@ -43,19 +43,23 @@ class MaskedGRUSequence(torch.autograd.Function):
         w = torch.cat([w_ih[:2 * H], 2 * w_ih[2 * H:]])
         b = torch.cat([b_ih[:2 * H] + b_hh[:2 * H], 2 * b_ih[2 * H:]])
         torch.addmm(b, x.reshape(T * B, -1), w.t(), out=g.view(T * B, 4 * H)[:, H:])
-        hp, out = x.new_empty(T, B, H), x.new_empty(T, B, H)
+        out = x.new_empty(T, B, H)
         # contiguous: MKL's product with a transposed view took 18 us a step here, with this copy 13 us
         w_hh_t, minus_one, h = w_hh.roll(H, 0).t().contiguous(), x.new_full((), -1.0), h0
+        resets = (keep == 0).any(1).flatten().tolist()  # the steps where some row's episode starts
         # unbind: per-step views made once, not indexed from Python at every step
-        for gh, gh_n, r, z, rz, n, out_t, keep_t, hp_t in zip(
+        for gh, gh_n, r, z, rz, n, out_t, keep_t, reset in zip(
             *(t.unbind(0) for t in (g[..., :3 * H], g[..., :H], g[..., H:2 * H], g[..., 2 * H:3 * H],
-                                    g[..., H:3 * H], g[..., 3 * H:], out, keep, hp)), strict=True):
-            h = torch.mul(h, keep_t, out=hp_t)
+                                    g[..., H:3 * H], g[..., 3 * H:], out, keep)), resets, strict=True):
+            if reset:  # else keep_t is all ones: no multiply (the backward reads h from out, below)
+                h = h * keep_t
             gh.addmm_(h, w_hh_t)
             rz.sigmoid_()
             n.addcmul_(r, gh_n, value=2).sigmoid_()
             torch.add(minus_one, n, alpha=2, out=n)
             h = torch.lerp(n, h, z, out=out_t)
+        hp = torch.cat([(h0 * keep[0])[None], out[:-1] * keep[1:]])  # each step's h before it, for the backward
+        ctx.resets = resets
         ctx.save_for_backward(x, keep, w_ih, w_hh, hp, g)
         return out, h.clone()
 
@@ -78,10 +82,12 @@ class MaskedGRUSequence(torch.autograd.Function):
         d_gh, d_gi = d.view(T * B, 4 * H)[:, :3 * H], d.view(T * B, 4 * H)[:, H:]
         d_prev = (d_last.new_zeros(B, H), *d_out[:-1].unbind(0))  # h0 has no output gradient
         w_hh_rolled, dh = w_hh.roll(H, 0), d_last + d_out[-1]
-        steps = zip(*(t.unbind(0) for t in (d, d_gh.view(T, B, 3 * H), z, keep)), d_prev, strict=True)
-        for d_t, d_gh_t, z_t, keep_t, d_prev_t in reversed(list(steps)):
+        steps = zip(*(t.unbind(0) for t in (d, d_gh.view(T, B, 3 * H), z, keep)), d_prev, ctx.resets, strict=True)
+        for d_t, d_gh_t, z_t, keep_t, d_prev_t, reset in reversed(list(steps)):
             d_t.mul_(dh.unsqueeze(1))
-            dh = torch.addcmul(d_prev_t, torch.mm(d_gh_t, w_hh_rolled).addcmul_(dh, z_t), keep_t)
-        # Weight gradients as (inputs^T @ gradients)^T: MKL multiplies these strided gradients faster so.
-        d_w_ih, d_w_hh = (x.reshape(T * B, -1).t() @ d_gi).t(), (hp.view(T * B, H).t() @ d_gh).t().roll(-H, 0)
+            dh = torch.mm(d_gh_t, w_hh_rolled).addcmul_(dh, z_t)
+            dh = torch.addcmul(d_prev_t, dh, keep_t) if reset else dh.add_(d_prev_t)
+        # Weight gradients as gradients^T @ inputs, contiguous as the weights: 0.61 + 0.63 ms here against
+        # 0.75 + 0.63 ms for (inputs^T @ gradients)^T, a transposed result, on AVX-512 (sixteenth round).
+        d_w_ih, d_w_hh = d_gi.t() @ x.reshape(T * B, -1), (d_gh.t() @ hp.view(T * B, H)).roll(-H, 0)
         return (d_gi @ w_ih).view_as(x), dh, None, d_w_ih, d_w_hh, d_gi.sum(0), d_gh.sum(0).roll(-H, 0)
