@@ -44,7 +44,8 @@ def _skip_extension_probes() -> None:
     docs/benchmarks.md, "Speed", sixteenth round). They decide instructions for bfloat16 and int8
     kernels only; accord's programs are float32, and inductor's code for them is the same without.
     Inductor has no setting for this, so its list of usable ISAs is replaced: AVX-512 (then AVX2) as
-    the CPU's flags allow. A torch without these internals keeps its own probes."""
+    the CPU's flags allow. A torch without these internals keeps its own probes. The list is the
+    process's: other code compiling in it after accord gets no AMX kernels for bfloat16 and int8."""
     try:
         from torch._inductor import cpu_vec_isa as isa
 
@@ -62,6 +63,7 @@ def _skip_extension_probes() -> None:
 
     usable = [AVX512(), *([isa.VecAVX2()] if "avx2" in flags else [])]
     isa.valid_vec_isa_list = lambda: usable
+
 
 # The guards of the first calls, where the compiles happen, are built with dynamo's recursive dict tags:
 # on a later call a module whose attributes did not change is checked by its ``__dict__``'s version tag,
