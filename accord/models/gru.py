@@ -4,11 +4,11 @@ Why by hand: PyTorch's multi-step ``torch.gru`` cannot reset the hidden state wh
 mid-sequence, so such batches fall back to ``T`` ``GRUCell`` calls; and on CPU both paths leave autograd
 a graph of about 40 small ops per step, whose backward dominates a recurrent PPO update at the sizes
 MARL uses (tens of rows, 128 units). At those sizes a small op costs its dispatch and its memory traffic
-more than its arithmetic, so a step here is one recurrent matrix product and few elementwise ops (6 in
-the forward, 3 in the backward), mostly in place on buffers laid out for it; the backward's gate factors
-and the weight gradients are taken for all steps at once. Measured on one CPU core (T=50, 20 rows, 128
-units, forward and backward): 2.0x the cell loop with resets, 1.4x ``torch.gru`` without
-(benchmarks/gru.py). The maths is ``torch.nn.GRUCell``'s (gates ordered r, z, n):
+more than its arithmetic, so a step here is one recurrent matrix product and few elementwise ops (5 in
+the forward, 3 in the backward, one more where an episode starts), mostly in place on buffers laid out
+for it; the backward's gate factors and the weight gradients are taken for all steps at once. Measured
+on one CPU core (T=50, 20 rows, 128 units, forward and backward): 2.2x the cell loop with resets, 1.4x
+``torch.gru`` without (benchmarks/gru.py). The maths is ``torch.nn.GRUCell``'s (gates ordered r, z, n):
 
     r, z = sigmoid(W_ir x + b_ir + W_hr h + b_hr), sigmoid(W_iz x + b_iz + W_hz h + b_hz)
     n = tanh(W_in x + b_in + r * (W_hn h + b_hn)),   h' = n + z * (h - n)
