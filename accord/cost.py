@@ -27,7 +27,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -126,11 +125,8 @@ class CostMeter:
     def _clear(self) -> None:
         n = self.spec.n_agents
         self.sums = {k: torch.zeros(n, device=self.device) for k in (*TRAFFIC, "comm_gate", "capped")}
-        # Finished episodes: on an accelerator a tensor, as counting them must not sync with the host on
-        # every env step; on the CPU a number counted in numpy, a third of the torch ops' cost there.
-        self.agent_steps = 0
-        self.episodes: int | Tensor = 0 if self.device.type == "cpu" else torch.zeros((), dtype=torch.long,
-                                                                                          device=self.device)
+        # Finished episodes, a tensor: counting them must not sync with the host on every env step.
+        self.agent_steps, self.episodes = 0, torch.zeros((), dtype=torch.long, device=self.device)
 
     def reset(self, seed: int | None = None) -> Step:
         self.capped.fill_(self.cap and self._broke)
@@ -155,10 +151,7 @@ class CostMeter:
         if self.limits:
             step = self._budget(step, per_agent)
         self.agent_steps += self.num_envs
-        if isinstance(self.episodes, int):
-            self.episodes += int(np.count_nonzero(step.terminated.numpy() | step.truncated.numpy()))
-        else:
-            self.episodes += step.done.sum()
+        self.episodes += step.done.sum()
         return step
 
     def _budget(self, step: Step, per_agent: dict[str, Tensor]) -> Step:

@@ -310,13 +310,15 @@ def main() -> None:
         caches = (Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="caches-", dir=args.scratch)))
                   if args.caches == "warm" else None)
         if caches is not None:
+            first = commands(0)
             for variant in ["peer", *variants]:
                 print(f"  filling the compile caches: {variant} (not counted)", flush=True)
-                run(commands(0)[variant], args.core, log, peer=variant == "peer", caches=caches)
+                run(first[variant], args.core, log, peer=variant == "peer", caches=caches)
         for pair in range(args.pairs):
+            pair_commands = commands(pair)
             for variant in ["peer", *variants]:
                 probe_s, load_start = probe(args.core, log), loadavg()
-                result = run(commands(pair)[variant], args.core, log, peer=variant == "peer", caches=caches)
+                result = run(pair_commands[variant], args.core, log, peer=variant == "peer", caches=caches)
                 result.update(pair=pair, variant=variant, probe_s=probe_s, loadavg_start=load_start,
                               loadavg_end=loadavg())
                 runs.append(result)
