@@ -3,6 +3,7 @@ import torch
 
 from accord.config import ModelConfig
 from accord.envs.base import EnvSpec
+from accord.models import gru as gru_module
 from accord.models import layers
 from accord.models.actor_critic import Actor, Critic
 from accord.models.gru import MaskedGRUSequence
@@ -73,11 +74,13 @@ def _cell_loop(gru: MaskedGRU, x: torch.Tensor, h: torch.Tensor, starts: torch.T
     return torch.stack(outs), h
 
 
+@pytest.mark.parametrize("aten", [False, True], ids=["sigmoid-tanh", "aten-tanh"])  # the BPTT's two tanh forms
 @pytest.mark.parametrize("mid_starts", [False, True], ids=["aligned", "resets-inside"])
-def test_gru_paths_equal_the_cell_loop_in_values_and_gradients(mid_starts):
+def test_gru_paths_equal_the_cell_loop_in_values_and_gradients(monkeypatch, mid_starts, aten):
     """Training (hand-written BPTT, accord/models/gru.py) and no-grad paths (one torch.gru call, or the
     cell loop when an episode starts inside) give the cell loop's outputs; the BPTT gives its gradients
     for the inputs, the initial state and every weight."""
+    monkeypatch.setattr(gru_module, "ATEN_TANH", aten)
     torch.manual_seed(0)
     gru = MaskedGRU(4, 6)
     x, h0 = torch.randn(7, 3, 2, 4, requires_grad=True), torch.randn(3, 2, 6, requires_grad=True)
@@ -98,8 +101,10 @@ def test_gru_paths_equal_the_cell_loop_in_values_and_gradients(mid_starts):
         torch.testing.assert_close(gru(x, h0, starts)[0], ref, rtol=0, atol=1e-6)
 
 
-def test_gru_backward_passes_gradcheck():
+@pytest.mark.parametrize("aten", [False, True], ids=["sigmoid-tanh", "aten-tanh"])
+def test_gru_backward_passes_gradcheck(monkeypatch, aten):
     """Finite differences in float64 against the hand-written backward, resets included."""
+    monkeypatch.setattr(gru_module, "ATEN_TANH", aten)
     torch.manual_seed(0)
     cell = torch.nn.GRUCell(3, 4).double()
     x, h0 = torch.randn(5, 2, 3, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64)

@@ -10,6 +10,7 @@ about a third of torch's per-op dispatch (docs/benchmarks.md, ninth speed round)
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,19 @@ class GuardedVecEnv:
         self._last: Step | None = None
         self.steps = 0  # steps so far, named in errors
         self._numpy = self.device.type == "cpu"  # value checks in numpy (see the module docstring)
-        self._env_rows, self._agent_cols = np.ogrid[:self.num_envs, :self.spec.n_agents]  # index [B, N] by action
+        b, n = self.num_envs, self.spec.n_agents
+        # What every step must hold, worked out once: (field, shape, dtype, layout) per observation modality
+        # (for obs and final_obs) and for the other fields, read from a Step by attribute.
+        self._obs_layout = [(m, (b, n, *shape), OBS_DTYPES.get(m, torch.float32),
+                             "[B, N, " + ", ".join(map(str, shape)) + "]") for m, shape in self.spec.obs_shapes.items()]
+        self._modalities = set(self.spec.obs_shapes)
+        self._step_layout = [("reward", (b,), torch.float32, "[B]"), ("agent_reward", (b, n), torch.float32, "[B, N]"),
+                             ("terminated", (b,), torch.bool, "[B]"), ("truncated", (b,), torch.bool, "[B]"),
+                             ("agent_mask", (b, n), torch.bool, "[B, N]"),
+                             ("avail_actions", (b, n, self.spec.avail_dim), torch.bool, "[B, N, avail_dim]")]
+        # The action check reads the last step's avail_actions flat: (env, agent)'s action a is at row offset + a.
+        self._offsets = np.arange(b * n, dtype=np.int64).reshape(b, n) * self.spec.avail_dim
+        self._avail_flat = self._live = np.empty(0, bool)
 
     def __getattr__(self, attr: str) -> Any:
         if attr == "env":  # not yet set (e.g. while unpickling): avoid recursing
@@ -74,39 +87,23 @@ class GuardedVecEnv:
             raise self._fail(f"{field} has dtype {t.dtype}, expected {dtype}", _LAYOUT_HINT)
 
     def _check(self, step: Step) -> Step:
-        spec, b, n = self.spec, self.num_envs, self.spec.n_agents
-        if set(step.obs) != set(spec.obs_shapes):
+        spec, b = self.spec, self.num_envs
+        if step.obs.keys() != self._modalities:
             raise self._fail(
                 f"obs has modalities {sorted(step.obs)}, expected {sorted(spec.obs_shapes)}", _LAYOUT_HINT
             )
         observations = [("obs", step.obs, step.state)]
         if step.final_state is not None:
             observations.append(("final_obs", step.final_obs, step.final_state))
-        finite: list[tuple[str, Tensor]] = []  # float fields that must hold no NaN/inf
+        fields = []  # (field, tensor, shape, dtype, layout), in the order errors are reported
         for prefix, obs, state in observations:
-            for m, shape in spec.obs_shapes.items():
-                field = f"{prefix}['{m}']"
-                self._expect(
-                    field,
-                    obs.get(m),
-                    (b, n, *shape),
-                    OBS_DTYPES.get(m, torch.float32),
-                    "[B, N, " + ", ".join(map(str, shape)) + "]",
-                )
-                if obs[m].is_floating_point():
-                    finite.append((field, obs[m]))
-            state_field = "state" if prefix == "obs" else "final_state"
-            self._expect(state_field, state, (b, spec.state_dim), torch.float32, "[B, state_dim]")
-            finite.append((state_field, state))
-        self._expect("reward", step.reward, (b,), torch.float32, "[B]")
-        self._expect("agent_reward", step.agent_reward, (b, n), torch.float32, "[B, N]")
-        finite += [("reward", step.reward), ("agent_reward", step.agent_reward)]
-        self._expect("terminated", step.terminated, (b,), torch.bool, "[B]")
-        self._expect("truncated", step.truncated, (b,), torch.bool, "[B]")
-        self._expect("agent_mask", step.agent_mask, (b, n), torch.bool, "[B, N]")
-        self._expect(
-            "avail_actions", step.avail_actions, (b, n, spec.avail_dim), torch.bool, "[B, N, avail_dim]"
-        )
+            fields += [(f"{prefix}['{m}']", obs.get(m), *rest) for m, *rest in self._obs_layout]
+            fields.append(("state" if prefix == "obs" else "final_state", state, (b, spec.state_dim), torch.float32,
+                           "[B, state_dim]"))
+        fields += [(name, getattr(step, name), *rest) for name, *rest in self._step_layout]
+        for field, t, shape, dtype, layout in fields:
+            if not (isinstance(t, Tensor) and t.shape == shape and t.dtype == dtype):
+                self._expect(field, t, shape, dtype, layout)  # raises, naming what differs
         for k, v in step.info.items():
             if not isinstance(v, Tensor) or v.dim() == 0 or v.shape[0] != b:
                 got = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
@@ -114,8 +111,9 @@ class GuardedVecEnv:
                     f"info['{k}'] is {got}, expected a tensor [B] or [B, N] with B={b}", _LAYOUT_HINT
                 )
 
+        finite = [(field, t) for field, t, *_ in fields if t.is_floating_point()]  # must hold no NaN/inf
         tokens = [(f"{prefix}['text']", obs["text"]) for prefix, obs, _ in observations if "text" in obs]
-        if self._values_ok([t for _, t in finite if t.numel()], [t for _, t in tokens], step):
+        if self._values_ok([t for _, t in finite], [t for _, t in tokens], step):
             return step
         for field, t in finite:
             bad = ~torch.isfinite(t)
@@ -133,19 +131,26 @@ class GuardedVecEnv:
             if not bool(((t >= 0) & (t < spec.vocab_size)).all()):
                 raise self._fail(f"{field} holds token ids from {int(t.min())} to {int(t.max())}, outside the "
                                  f"vocabulary [0, {spec.vocab_size})", "set EnvSpec.vocab_size to cover every id")
-        env, agent = (~step.avail_actions.any(-1) & step.agent_mask).nonzero()[0].tolist()
-        raise self._fail(
-            f"avail_actions has no available action for alive agent {agent} at env {env}",
-            "every alive agent needs at least one available action (e.g. a no-op)",
-        )
+        stuck = (~step.avail_actions.any(-1) & step.agent_mask).nonzero() if spec.avail_dim else []
+        if len(stuck):
+            env, agent = stuck[0].tolist()
+            raise self._fail(
+                f"avail_actions has no available action for alive agent {agent} at env {env}",
+                "every alive agent needs at least one available action (e.g. a no-op)",
+            )
+        return step  # the fast check's sum overflowed: every value is finite after all
 
     def _values_ok(self, floats: list[Tensor], tokens: list[Tensor], step: Step) -> bool:
         """No NaN/inf in any float field, every token id in the vocabulary, an action for every live agent."""
         vocab, avail, live = self.spec.vocab_size, step.avail_actions, step.agent_mask
         if self._numpy:
-            return bool(all(np.isfinite(t.numpy()).all() for t in floats)
+            avail_np, self._live = avail.numpy(), live.numpy()
+            self._avail_flat = avail_np.reshape(-1)  # for the next action check
+            # A sum is finite only if every term is (NaN and inf propagate), so one reduction per field decides;
+            # a sum that overflows sends the step to the exact checks.
+            return bool(math.isfinite(sum(float(np.add.reduce(t.numpy(), None)) for t in floats))
                         and all(((x := t.numpy()) >= 0).all() and (x < vocab).all() for t in tokens)
-                        and (not self.spec.avail_dim or (avail.numpy().any(-1) >= live.numpy()).all()))
+                        and (not self.spec.avail_dim or (np.logical_or.reduce(avail_np, -1) >= self._live).all()))
         # One op over every float field: the max |x| of each is finite iff the field holds no NaN/inf.
         flags = [(torch.stack(torch._foreach_norm(floats, float("inf"))) < float("inf")).all()] if floats else []
         flags += [((t >= 0) & (t < vocab)).all() for t in tokens]
@@ -158,10 +163,14 @@ class GuardedVecEnv:
         in range), or None."""
         top, last = self.spec.n_actions - 1, self._last
         if self._numpy:
-            a, avail, live = actions.numpy(), last.avail_actions.numpy(), last.agent_mask.numpy()
+            a = actions.numpy()
+            # Viewed unsigned, a negative id is above the top one too: one reduction checks the range.
+            if a.view(np.uint64).max() <= top and (self._avail_flat.take(a + self._offsets) >= self._live).all():
+                return None
             clamped = a.clip(0, top)
-            ok = (clamped == a) & (avail[self._env_rows, self._agent_cols, clamped] >= live)
-            return None if ok.all() else tuple(int(i) for i in np.argwhere(~ok)[0])
+            rows, cols = np.ogrid[:self.num_envs, :self.spec.n_agents]
+            ok = (clamped == a) & (last.avail_actions.numpy()[rows, cols, clamped] >= self._live)
+            return tuple(int(i) for i in np.argwhere(~ok)[0])
         clamped = actions.clamp(0, top)
         chosen = last.avail_actions.gather(-1, clamped.unsqueeze(-1)).squeeze(-1)  # [B, N]
         ok = (clamped == actions) & (chosen >= last.agent_mask)

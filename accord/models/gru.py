@@ -4,11 +4,12 @@ Why by hand: PyTorch's multi-step ``torch.gru`` cannot reset the hidden state wh
 mid-sequence, so such batches fall back to ``T`` ``GRUCell`` calls; and on CPU both paths leave autograd
 a graph of about 40 small ops per step, whose backward dominates a recurrent PPO update at the sizes
 MARL uses (tens of rows, 128 units). At those sizes a small op costs its dispatch and its memory traffic
-more than its arithmetic, so a step here is one recurrent matrix product and few elementwise ops (5 in
-the forward, 3 in the backward, one more where an episode starts), mostly in place on buffers laid out
-for it; the backward's gate factors and the weight gradients are taken for all steps at once. Measured
-on one CPU core (T=50, 20 rows, 128 units, forward and backward): 2.2x the cell loop with resets, 1.4x
-``torch.gru`` without (benchmarks/gru.py). The maths is ``torch.nn.GRUCell``'s (gates ordered r, z, n):
+more than its arithmetic, so a step here is one recurrent matrix product and few elementwise ops (4 in
+the forward, 5 where ATen's tanh is slow; 3 in the backward; one more where an episode starts), mostly
+in place on buffers laid out for it; the backward's gate factors and the weight gradients are taken for
+all steps at once. Measured on one CPU core (T=50, 20 rows, 128 units, forward and backward): 2.2x the
+cell loop with resets, 1.4x ``torch.gru`` without (benchmarks/gru.py). The maths is
+``torch.nn.GRUCell``'s (gates ordered r, z, n):
 
     r, z = sigmoid(W_ir x + b_ir + W_hr h + b_hr), sigmoid(W_iz x + b_iz + W_hz h + b_hz)
     n = tanh(W_in x + b_in + r * (W_hn h + b_hn)),   h' = n + z * (h - n)
@@ -27,6 +28,11 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
+# ATen's CPU tanh, per element: 0.3 ns on the AVX-512 machine of the fourteenth round, where
+# 2 sigmoid(2x) - 1 took 0.9; 3.9 ns on the AVX2 cores of the eleventh, where that form took 1.5.
+# (accord.models.layers.Tanh reads it too.)
+ATEN_TANH = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
 
 class MaskedGRUSequence(torch.autograd.Function):
     """``apply(x [T, B, I], h0 [B, H], keep [T, B, 1], w_ih, w_hh, b_ih, b_hh)`` -> (out [T, B, H], h_T [B, H])."""
@@ -38,10 +44,11 @@ class MaskedGRUSequence(torch.autograd.Function):
         H = h0.shape[-1]
         g = x.new_empty(T, B, 4 * H)  # [gh_n | r | z | gi_n] per step; n overwrites gi_n
         g[..., :H] = b_hh[2 * H:]
-        # Input gates for all steps at once, with the hidden r, z biases. tanh(a) = 2 sigmoid(2a) - 1, as
-        # sigmoid is 3x faster than tanh here: the n rows are doubled (exactly), so the loop's addcmul gives 2a.
-        w = torch.cat([w_ih[:2 * H], 2 * w_ih[2 * H:]])
-        b = torch.cat([b_ih[:2 * H] + b_hh[:2 * H], 2 * b_ih[2 * H:]])
+        # Input gates for all steps at once, with the hidden r, z biases. Where ATen's tanh is slow (below),
+        # tanh(a) = 2 sigmoid(2a) - 1: the n rows are doubled (exactly), so the loop's addcmul gives 2a.
+        scale = 1 if ATEN_TANH else 2
+        w = w_ih if ATEN_TANH else torch.cat([w_ih[:2 * H], 2 * w_ih[2 * H:]])
+        b = torch.cat([b_ih[:2 * H] + b_hh[:2 * H], scale * b_ih[2 * H:]])
         torch.addmm(b, x.reshape(T * B, -1), w.t(), out=g.view(T * B, 4 * H)[:, H:])
         out = x.new_empty(T, B, H)
         # contiguous: MKL's product with a transposed view took 18 us a step here, with this copy 13 us
@@ -55,8 +62,11 @@ class MaskedGRUSequence(torch.autograd.Function):
                 h = h * keep_t
             gh.addmm_(h, w_hh_t)
             rz.sigmoid_()
-            n.addcmul_(r, gh_n, value=2).sigmoid_()
-            torch.add(minus_one, n, alpha=2, out=n)
+            if ATEN_TANH:
+                n.addcmul_(r, gh_n).tanh_()
+            else:
+                n.addcmul_(r, gh_n, value=2).sigmoid_()
+                torch.add(minus_one, n, alpha=2, out=n)
             h = torch.lerp(n, h, z, out=out_t)
         hp = torch.cat([(h0 * keep[0])[None], out[:-1] * keep[1:]])  # each step's h before it, for the backward
         ctx.resets = resets

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from accord.models.gru import MaskedGRUSequence
+from accord.models.gru import ATEN_TANH, MaskedGRUSequence
 
 
 class AgentLinear(nn.Module):
@@ -82,10 +82,6 @@ def rational_tanh(x: Tensor) -> Tensor:
     z = x * x
     return (x * _polynomial(z, _TANH_P) / _polynomial(z, _TANH_Q)).clamp(-1.0, 1.0)
 
-
-# ATen's CPU tanh without autograd, per element: 0.3 ns on the AVX-512 machine of the fourteenth round,
-# where 2 sigmoid(2x) - 1 took 0.9; 3.9 ns on the AVX2 cores of the eleventh, where that form took 1.5.
-ATEN_TANH = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
 class Tanh(nn.Tanh):
