@@ -318,7 +318,8 @@ class PettingZooVecEnv:
             self._retries = int(self._faults.get("retries", 0))
             self._quarantined: dict[int, int] = {}  # env index -> steps into its placeholder episode
             self._fault_rng = random.Random(len(factories))
-            self._step_faults = np.zeros(self.num_envs, np.float32)  # failed calls per env this step
+            self._step_faults: dict[int, int] = {}  # failed calls per env this step (most steps: none)
+            self._prev_obs: tuple[dict[str, np.ndarray], np.ndarray] | None = None  # the last step's arrays
             self._fault_finals: dict[int, tuple[dict[str, np.ndarray], np.ndarray]] = {}
 
     # -- VecEnv -------------------------------------------------------------------------------------
@@ -364,15 +365,23 @@ class PettingZooVecEnv:
         finals: dict[int, tuple[dict[str, np.ndarray], np.ndarray]] = {}
         success = np.zeros(self.num_envs, np.float32)
         has_success = False
-        agents, agent_reward = self._agents, out["agent_reward"]
+        agents, agent_reward, faults = self._agents, out["agent_reward"], self._faults
         for b, (env, row) in enumerate(zip(self.envs, self._env_actions(actions), strict=True)):
-            if self._faults is not None:  # per-env retries, restarts and quarantine
-                got = self._faulty_step(b, row, out)
+            if faults is not None and b in self._quarantined:
+                self._fill_quarantined(b, out)
+                continue
+            try:
+                got = _step_lists(env, agents, row)
+            except Exception as e:
+                if faults is None:
+                    raise
+                got = self._faulty_step(b, row, out, e)  # per-env retries, restarts and quarantine
                 if got is None:
                     continue
                 env = self.envs[b]
             else:
-                got = _step_lists(env, agents, row)
+                if faults is not None:
+                    self._streak[b] = 0
             obs, rewards, terms, truncs, infos = got
             agent_reward[b] = rewards
             ended = [t or u for t, u in zip(terms, truncs, strict=True)]
@@ -398,12 +407,16 @@ class PettingZooVecEnv:
         if self._faults is not None:  # fault figures only on steps that have some (a missing info key reads as 0)
             if self._quarantined:
                 out["info/quarantined"] = np.array([b in self._quarantined for b in range(self.num_envs)], np.float32)
-            if self._step_faults.any():
-                out["info/env_fault"] = self._step_faults
-                self._step_faults = np.zeros(self.num_envs, np.float32)
-            self._prev_obs = {k: out[k].copy() for k in self._obs_keys}, out["state"].copy()
-            finals.update(self._fault_finals)
-            self._fault_finals = {}
+            if self._step_faults:
+                out["info/env_fault"] = np.zeros(self.num_envs, np.float32)
+                out["info/env_fault"][list(self._step_faults)] = list(self._step_faults.values())
+                self._step_faults = {}
+            # Where a faulting env's episode ends next step. No copy: nothing writes into a step's arrays
+            # once they are returned (the next step makes new ones).
+            self._prev_obs = {k: out[k] for k in self._obs_keys}, out["state"]
+            if self._fault_finals:
+                finals.update(self._fault_finals)
+                self._fault_finals = {}
         return self._with_finals(out, finals)
 
     def _env_actions(self, actions: np.ndarray) -> list[list[Any]]:
@@ -422,13 +435,13 @@ class PettingZooVecEnv:
 
     # -- per-env faults -----------------------------------------------------------------------------
 
-    def _faulty_step(self, b: int, row: Sequence[Any], out: Arrays) -> tuple[Any, ...] | None:
-        """``env.step`` of env ``b`` with retries; None when the slot was filled here (restart, quarantine)."""
+    def _faulty_step(self, b: int, row: Sequence[Any], out: Arrays, error: Exception) -> tuple[Any, ...] | None:
+        """Env ``b``'s step after its call raised ``error``: retries, then a restart or quarantine; None when
+        the slot was filled here."""
         faults = self._faults
-        if b in self._quarantined:
-            self._fill_quarantined(b, out)
-            return None
-        for attempt in range(self._retries + 1):
+        self._step_faults[b] = 1
+        for attempt in range(self._retries):
+            time.sleep(backoff_delay(attempt, float(faults.get("backoff_s", 0.05)), self._fault_rng))
             try:
                 got = _step_lists(self.envs[b], self._agents, row)
                 self._streak[b] = 0
@@ -436,10 +449,8 @@ class PettingZooVecEnv:
             except Exception as e:  # a fault of this env copy: retry, then restart or quarantine it
                 error = e
                 self._step_faults[b] += 1
-                if attempt < self._retries:
-                    time.sleep(backoff_delay(attempt, float(faults.get("backoff_s", 0.05)), self._fault_rng))
         self._streak[b] += 1
-        prev = getattr(self, "_prev_obs", None)
+        prev = self._prev_obs
         if prev is not None:
             self._fault_finals[b] = ({k: v[b].copy() for k, v in prev[0].items()}, prev[1][b].copy())
         out["truncated"][b] = True
