@@ -20,6 +20,7 @@ Actions: int64 ``[B, N]`` (discrete) or float32 ``[B, N, D]`` (continuous, in ``
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -77,8 +78,10 @@ class Step:
     final_state: Tensor | None = None
     info: dict[str, Tensor] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def done(self) -> Tensor:
+        """``terminated | truncated``, made once per step: the runner, its episode statistics and the cost
+        meter all read it (a tensor of their own: an env may reuse its flag buffers)."""
         return self.terminated | self.truncated
 
     @classmethod

@@ -309,6 +309,7 @@ class PettingZooVecEnv:
         self._plain = not (self._layout.dict_obs or self._layout.multimodal or any(self._padded_avail)) and all(
             len(p) == 1 and p[0].modality == "vector" and p[0].rank1 and p[0].shape == width
             for p in self._layout.pieces)
+        self._no_rewards = [0.0] * self.spec.n_agents  # the rewards of an env that did not step (quarantine)
         self._all_true = np.ones((self.num_envs, self.spec.n_agents, self.spec.avail_dim), bool)
         spaces_ = self._layout.action_spaces
         self._discrete_starts = (np.array([int(s.start) for s in spaces_]) if self.spec.action_kind == "discrete"
@@ -337,14 +338,14 @@ class PettingZooVecEnv:
     # -- numpy batching (shared with SubprocVecEnv workers) ------------------------------------------
 
     def _empty(self) -> Arrays:
+        """A step's arrays before the envs fill them: zero observations, dead agents, every action available
+        (the rewards come after the loop, all at once)."""
         b, n, spec = self.num_envs, self.spec.n_agents, self.spec
         obs = {f"obs/{m}": np.zeros((b, n, *shape), _NP_DTYPES[m]) for m, shape in spec.obs_shapes.items()}
         concat = spec.state_dim and not self._layout.has_state_fn  # the agents' vectors side by side: a view
         return {
             **obs,
             "state": obs["obs/vector"].reshape(b, -1) if concat else np.zeros((b, spec.state_dim), np.float32),
-            "reward": np.zeros(b, np.float32),
-            "agent_reward": np.zeros((b, n), np.float32),
             "terminated": np.zeros(b, bool),
             "truncated": np.zeros(b, bool),
             "agent_mask": np.zeros((b, n), bool),
@@ -353,7 +354,8 @@ class PettingZooVecEnv:
 
     def reset_arrays(self, seed: int | None = None) -> Arrays:
         """Reset every env (env ``i`` with ``seed + i``) and return the batched arrays."""
-        out = self._empty()
+        out = {**self._empty(), "reward": np.zeros(self.num_envs, np.float32),
+               "agent_reward": np.zeros((self.num_envs, self.spec.n_agents), np.float32)}
         for b, env in enumerate(self.envs):
             obs, infos = _reset_lists(env, self._agents, None if seed is None else seed + b)
             self._fill(out, b, env, obs, infos, self._present(env, obs))
@@ -363,9 +365,9 @@ class PettingZooVecEnv:
         """Step every env with ``actions`` (``[B, N]`` int or ``[B, N, D]`` float) and autoreset."""
         out = self._empty()
         finals: dict[int, tuple[dict[str, np.ndarray], np.ndarray]] = {}
-        success = np.zeros(self.num_envs, np.float32)
-        has_success = False
-        agents, agent_reward, faults = self._agents, out["agent_reward"], self._faults
+        success = None  # [B], made at the first finished episode that reports success
+        agents, faults = self._agents, self._faults
+        rewards_by_env = [self._no_rewards] * self.num_envs  # converted once, after the loop
         for b, (env, row) in enumerate(zip(self.envs, self._env_actions(actions), strict=True)):
             if faults is not None and b in self._quarantined:
                 self._fill_quarantined(b, out)
@@ -382,8 +384,10 @@ class PettingZooVecEnv:
             else:
                 if faults is not None:
                     self._streak[b] = 0
-            obs, rewards, terms, truncs, infos = got
-            agent_reward[b] = rewards
+            obs, rewards_by_env[b], terms, truncs, infos = got
+            if not (any(terms) or any(truncs)):  # nobody's episode ended (most steps)
+                self._fill(out, b, env, obs, infos, self._present(env, obs))
+                continue
             ended = [t or u for t, u in zip(terms, truncs, strict=True)]
             alive = [p and not e for p, e in zip(self._present(env, obs), ended, strict=True)]
             if any(alive):
@@ -395,14 +399,19 @@ class PettingZooVecEnv:
             out["truncated" if by_truncation else "terminated"][b] = True
             flags = [info[k] for info in infos if info for k in ("success", "is_success") if k in info]
             if flags:
-                has_success, success[b] = True, max(float(f) for f in flags)
+                success = np.zeros(self.num_envs, np.float32) if success is None else success
+                success[b] = max(float(f) for f in flags)
             finals[b] = ({k: out[k][b].copy() for k in self._obs_keys}, out["state"][b].copy())
             obs, infos = _reset_lists(env, agents)
             self._clear(out, b)
             self._fill(out, b, env, obs, infos, self._present(env, obs))
+        agent_reward = out["agent_reward"] = np.array(rewards_by_env, np.float32)
+        if agent_reward.shape != (self.num_envs, len(agents)):
+            raise EnvError(f"{self.name}: rewards {agent_reward.shape[1:]} per env, expected one number for each "
+                           f"of the {len(agents)} agents; hint: a scalar reward per agent")
         # Team reward for all envs at once (rows of envs that failed or are quarantined are zero).
         out["reward"] = agent_reward.sum(1) if self.team_reward == "sum" else agent_reward.mean(1)
-        if has_success:
+        if success is not None:
             out["info/success"] = success
         if self._faults is not None:  # fault figures only on steps that have some (a missing info key reads as 0)
             if self._quarantined:

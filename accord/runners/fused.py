@@ -95,7 +95,8 @@ class FusedRunner(SyncRunner):
                          "actions": actions, "logp": logp, "reward": nxt.reward, "agent_reward": nxt.agent_reward,
                          "terminated": nxt.terminated, "truncated": nxt.truncated, "final_obs": final_obs,
                          "next_state": next_state})
-            cur, starts = (nxt.obs, nxt.state, nxt.avail_actions, nxt.agent_mask), nxt.done
+            # not Step.done: dynamo breaks the graph at its cached_property
+            cur, starts = (nxt.obs, nxt.state, nxt.avail_actions, nxt.agent_mask), nxt.terminated | nxt.truncated
         for key, x in rows[0].items():
             if isinstance(x, dict):  # observations by modality
                 for m in x:

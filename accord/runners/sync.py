@@ -17,6 +17,12 @@ from accord.policy import Policy
 from accord.rollout import Rollout
 
 
+def _counted(done: Tensor, info: dict[str, Tensor]) -> Tensor:
+    """The episode ends that count: the placeholder episodes of quarantined envs do not."""
+    quarantined = info.get("quarantined")
+    return done if quarantined is None else done & (quarantined == 0)
+
+
 class EpisodeStats:
     """Returns, lengths and success of finished episodes (team reward, as always reported)."""
 
@@ -27,21 +33,21 @@ class EpisodeStats:
         self.episodes = 0
 
     def add(self, step: Step) -> None:
-        done = step.done
-        quarantined = step.info.get("quarantined")  # placeholder episodes of quarantined envs do not count
-        if quarantined is not None:
-            done = done & (quarantined == 0)
-        self.count(step.reward, done, step.info.get("success"))
+        self.count(step.reward, _counted(step.done, step.info), step.info.get("success"))
 
-    def count_steps(self, reward: Tensor, done: Tensor) -> None:
-        """:meth:`count` for T steps at once: ``reward``, ``done`` [T, B]; one host sync, then the steps
-        between episode ends summed in one op each."""
+    def count_steps(self, reward: Tensor, done: Tensor, infos: dict[int, dict[str, Tensor]] | None = None) -> None:
+        """:meth:`add` for T steps at once: ``reward``, ``done`` [T, B] (``done`` is overwritten), ``infos``
+        {t: step t's info} for the steps that had one; one host sync, then the steps between episode ends
+        summed in one op each."""
+        infos = infos or {}
+        for t, info in infos.items():
+            done[t] = _counted(done[t], info)
         start = 0
         for t in done.any(1).nonzero().flatten().tolist():
             if t > start:
                 self.ret += reward[start:t].sum(0)
                 self.len += t - start
-            self.count(reward[t], done[t])
+            self.count(reward[t], done[t], infos.get(t, {}).get("success"))
             start = t + 1
         if start < len(reward):
             self.ret += reward[start:].sum(0)
@@ -98,7 +104,7 @@ class SyncRunner:
     @torch.inference_mode()  # cheaper per op than no_grad; everything the learner reads is copied into the batch
     def collect(self) -> Rollout:
         """T steps of every env into the preallocated batch (overwritten by the next call)."""
-        b = self.batch
+        b, infos = self.batch, {}
         if self.h is not None:
             b.h_actor.copy_(self.h)
         for t in range(self.t_len):
@@ -113,9 +119,11 @@ class SyncRunner:
             final_obs, b.next_state[t] = nxt.finals()
             for m, x in final_obs.items():
                 b.final_obs[m][t] = x
-            self.stats.add(nxt)
+            if nxt.info:
+                infos[t] = nxt.info
             self.starts = nxt.done
             self.current = nxt
+        self.stats.count_steps(b.reward, b.terminated | b.truncated, infos)  # episode statistics, once a batch
         self._close(b)
         return b
 
