@@ -59,7 +59,7 @@ def play_episodes(env: VecEnv, policy: Policy, episodes: int, deterministic: boo
 
 def summarize(returns: np.ndarray, success: np.ndarray | None, keep_returns: bool = True) -> dict[str, Any]:
     """Mean with its Student-t 95 % interval, std, success rate; the per-episode returns if asked."""
-    from accord.eval.stats import t_ci  # here, not at the top: every run imports this module, scipy.stats 0.45 s
+    from accord.eval.stats import t_ci  # here, not at the top: every run imports this module, scipy 0.13 s
 
     m, lo, hi = t_ci(returns)
     out: dict[str, Any] = {"episodes": int(returns.size), "return_mean": m, "ci": [lo, hi],
