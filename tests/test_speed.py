@@ -397,3 +397,26 @@ def test_an_evaluation_summary_imports_no_scipy_stats():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_adam_step_is_torch_adams_step_bit_for_bit():
+    """accord.optim.adam_step (the fused kernel without torch.optim's per-call Python) moves the weights
+    and the optimizer's state exactly as ``opt.step()`` does, over steps with a parameter left out."""
+    from accord.optim import adam_step
+
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Linear(7, 3)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    opts = [torch.optim.Adam(n.parameters(), lr=1e-2, betas=(0.9, 0.99), eps=1e-5, fused=True) for n in nets]
+    for i in range(4):
+        x = torch.randn(11, 5)
+        for net, opt, step in zip(nets, opts, (lambda o: o.step(), adam_step), strict=True):
+            net.zero_grad(set_to_none=True)
+            net(x).square().sum().backward()
+            if i == 2:
+                net[1].bias.grad = None  # no gradient this step: the parameter and its state stay
+            step(opt)
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(opts[0].state.values(), opts[1].state.values(), strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in ("step", "exp_avg", "exp_avg_sq"))

@@ -28,7 +28,7 @@ from accord.credit.vtrace import truncated_ratios
 from accord.envs.base import EnvSpec
 from accord.models.actor_critic import Critic
 from accord.models.value_norm import RunningMeanStd, ValueNorm
-from accord.optim import adam_, adam_state, clip_grad_norms, clip_grads_
+from accord.optim import adam_, adam_state, adam_step, clip_grad_norms, clip_grads_
 from accord.policy import Policy
 from accord.rollout import Rollout
 
@@ -310,8 +310,8 @@ class PPO:
                 param.grad = None
         loss.backward()
         norms = tuple(clip_grad_norms(self._groups, self.cfg.ppo.max_grad_norm))
-        self.actor_opt.step()
-        self.critic_opt.step()
+        adam_step(self.actor_opt)
+        adam_step(self.critic_opt)
         return norms
 
     def _functional_step(self, actor_state: tuple[list[Tensor], ...], critic_state: tuple[list[Tensor], ...],
