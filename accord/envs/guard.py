@@ -113,7 +113,7 @@ class GuardedVecEnv:
 
         finite = [(field, t) for field, t, *_ in fields if t.is_floating_point()]  # must hold no NaN/inf
         tokens = [(f"{prefix}['text']", obs["text"]) for prefix, obs, _ in observations if "text" in obs]
-        if self._values_ok([t for _, t in finite], [t for _, t in tokens], step):
+        if self._values_ok([t for _, t in finite if t.numel()], [t for _, t in tokens], step):
             return step
         for field, t in finite:
             bad = ~torch.isfinite(t)
