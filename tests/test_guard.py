@@ -157,3 +157,17 @@ def test_pettingzoo_env_passes() -> None:
         step = env.step(
             torch.multinomial(step.avail_actions.flatten(0, 1).float(), 1, generator=g).view(2, 3)
         )
+
+
+def test_an_env_without_global_state_passes(guarded) -> None:
+    """state_dim 0: an empty state tensor is no float field to check (the torch path's inf-norm would fail)."""
+    from dataclasses import replace
+
+    def no_state(step: Step) -> None:
+        step.state = torch.zeros(B, 0)
+
+    inner = FakeEnv(no_state)
+    inner.spec = replace(inner.spec, state_dim=0)
+    env = guarded(inner)
+    env.reset()
+    assert env.step(torch.zeros(B, N, dtype=torch.long)) is inner.last
