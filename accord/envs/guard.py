@@ -40,10 +40,12 @@ class GuardedVecEnv:
         self.steps = 0  # steps so far, named in errors
         self._numpy = self.device.type == "cpu"  # value checks in numpy (see the module docstring)
         b, n = self.num_envs, self.spec.n_agents
-        # What every step must hold, worked out once: (field, shape, dtype, layout) per observation modality
-        # (for obs and final_obs) and for the other fields, read from a Step by attribute.
-        self._obs_layout = [(m, (b, n, *shape), OBS_DTYPES.get(m, torch.float32),
-                             "[B, N, " + ", ".join(map(str, shape)) + "]") for m, shape in self.spec.obs_shapes.items()]
+        # What every step must hold, worked out once: (field, modality, shape, dtype, layout) per observation
+        # modality, for obs and final_obs, and (field, shape, dtype, layout) for the fields read by attribute.
+        self._obs_layout = {prefix: [(f"{prefix}['{m}']", m, (b, n, *shape), OBS_DTYPES.get(m, torch.float32),
+                                      "[B, N, " + ", ".join(map(str, shape)) + "]")
+                                     for m, shape in self.spec.obs_shapes.items()]
+                            for prefix in ("obs", "final_obs")}
         self._modalities = set(self.spec.obs_shapes)
         self._step_layout = [("reward", (b,), torch.float32, "[B]"), ("agent_reward", (b, n), torch.float32, "[B, N]"),
                              ("terminated", (b,), torch.bool, "[B]"), ("truncated", (b,), torch.bool, "[B]"),
@@ -97,7 +99,7 @@ class GuardedVecEnv:
             observations.append(("final_obs", step.final_obs, step.final_state))
         fields = []  # (field, tensor, shape, dtype, layout), in the order errors are reported
         for prefix, obs, state in observations:
-            fields += [(f"{prefix}['{m}']", obs.get(m), *rest) for m, *rest in self._obs_layout]
+            fields += [(field, obs.get(m), *rest) for field, m, *rest in self._obs_layout[prefix]]
             fields.append(("state" if prefix == "obs" else "final_state", state, (b, spec.state_dim), torch.float32,
                            "[B, state_dim]"))
         fields += [(name, getattr(step, name), *rest) for name, *rest in self._step_layout]
@@ -111,7 +113,7 @@ class GuardedVecEnv:
                     f"info['{k}'] is {got}, expected a tensor [B] or [B, N] with B={b}", _LAYOUT_HINT
                 )
 
-        finite = [(field, t) for field, t, *_ in fields if t.is_floating_point()]  # must hold no NaN/inf
+        finite = [(field, t) for field, t, _, dtype, _ in fields if dtype.is_floating_point]  # no NaN/inf
         tokens = [(f"{prefix}['text']", obs["text"]) for prefix, obs, _ in observations if "text" in obs]
         if self._values_ok([t for _, t in finite if t.numel()], [t for _, t in tokens], step):
             return step

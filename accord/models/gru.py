@@ -46,13 +46,15 @@ class MaskedGRUSequence(torch.autograd.Function):
         g[..., :H] = b_hh[2 * H:]
         # Input gates for all steps at once, with the hidden r, z biases. Where ATen's tanh is slow (below),
         # tanh(a) = 2 sigmoid(2a) - 1: the n rows are doubled (exactly), so the loop's addcmul gives 2a.
-        scale = 1 if ATEN_TANH else 2
-        w = w_ih if ATEN_TANH else torch.cat([w_ih[:2 * H], 2 * w_ih[2 * H:]])
-        b = torch.cat([b_ih[:2 * H] + b_hh[:2 * H], scale * b_ih[2 * H:]])
-        torch.addmm(b, x.reshape(T * B, -1), w.t(), out=g.view(T * B, 4 * H)[:, H:])
+        if ATEN_TANH:
+            w, b_n, minus_one = w_ih, b_ih[2 * H:], None
+        else:
+            w, b_n, minus_one = torch.cat([w_ih[:2 * H], 2 * w_ih[2 * H:]]), 2 * b_ih[2 * H:], x.new_full((), -1.0)
+        torch.addmm(torch.cat([b_ih[:2 * H] + b_hh[:2 * H], b_n]), x.reshape(T * B, -1), w.t(),
+                    out=g.view(T * B, 4 * H)[:, H:])
         out = x.new_empty(T, B, H)
         # contiguous: MKL's product with a transposed view took 18 us a step here, with this copy 13 us
-        w_hh_t, minus_one, h = w_hh.roll(H, 0).t().contiguous(), x.new_full((), -1.0), h0
+        w_hh_t, h = w_hh.roll(H, 0).t().contiguous(), h0
         resets = (keep == 0).any(1).flatten().tolist()  # the steps where some row's episode starts
         # unbind: per-step views made once, not indexed from Python at every step
         for gh, gh_n, r, z, rz, n, out_t, keep_t, reset in zip(

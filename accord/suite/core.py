@@ -282,7 +282,7 @@ def _pct(x: float | None) -> str:
 
 def _compare(c_ret: np.ndarray, c_succ: np.ndarray | None, p_ret: np.ndarray, p_succ: np.ndarray | None
              ) -> dict[str, Any]:
-    from accord.eval.stats import paired_bootstrap_ci  # here: training imports this package, scipy.stats 0.45 s
+    from accord.eval.stats import paired_bootstrap_ci  # here: training imports this package, scipy 0.13 s
 
     row: dict[str, Any] = {
         "return_mean": _r(p_ret.mean()), "clean_return_mean": _r(c_ret.mean()),
