@@ -28,6 +28,7 @@ from accord.config import ModelConfig
 from accord.envs.base import EnvSpec, Step
 from accord.errors import CheckpointError, EnvError
 from accord.models.actor_critic import Actor
+from accord.models.numpy_actor import NumpyActor
 from accord.models.q_agent import QAgent
 
 RECORD_FORMAT = 1
@@ -67,6 +68,7 @@ class Policy(nn.Module):
         super().__init__()
         self.spec, self.actor, self.model = spec, actor, model
         self.hidden = model.hidden if model.recurrent else 0
+        self._numpy = NumpyActor.of(actor)  # small CPU batches act here (accord/models/numpy_actor.py)
 
     @classmethod
     def build(cls, spec: EnvSpec, model: ModelConfig, value_based: bool = False, log_std_init: float = -0.5,
@@ -106,6 +108,9 @@ class Policy(nn.Module):
 
         What runners call; ``starts`` [B] resets the recurrent state where an episode begins.
         """
+        fast = self._numpy
+        if fast is not None and fast.fits(x := obs["vector"]):
+            return fast.step(x, avail, state, starts, deterministic)
         params, state = self.actor({m: x.unsqueeze(0) for m, x in obs.items()}, avail.unsqueeze(0), state,
                                    starts.unsqueeze(0))
         act, logp = self.actor.sample(params[0], deterministic)
