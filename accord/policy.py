@@ -106,7 +106,9 @@ class Policy(nn.Module):
              deterministic: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
         """One step on validated tensors ``[B, N, ...]``: raw actions (not clamped), log pi, next state.
 
-        What runners call; ``starts`` [B] resets the recurrent state where an episode begins.
+        What runners call; ``starts`` [B] resets the recurrent state where an episode begins. Small CPU
+        batches without gradients run as numpy ops (``accord/models/numpy_actor.py``): the same actions
+        from the same seed, log-probabilities and state to float rounding.
         """
         fast = self._numpy
         if fast is not None and fast.fits(x := obs["vector"]):
