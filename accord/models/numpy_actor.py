@@ -4,8 +4,8 @@ Why: a rollout step runs the actor on a few dozen rows (envs x agents). At that 
 its dispatch (3-5 us) far more than its arithmetic, and an acting step is about 45 of them; a numpy
 op on such arrays costs about 1 us. Inside a training process, where the env's code and data have
 just been through the CPU's caches, the difference grows: at EPyMARL's LBF settings (10 envs x 2
-agents, 128 units, a GRU) an acting step took 300 us in torch and 170 here, and collection 0.87x as
-long (docs/benchmarks.md, "Speed", eighteenth round).
+agents, 128 units, a GRU) an acting step took 149 us in torch and 119 here alone, and collection
+0.90x as long in place (docs/benchmarks.md, "Speed", eighteenth round).
 
 What runs here is exactly :class:`~accord.models.actor_critic.Actor`'s forward and ``sample`` (the
 same maths to float rounding, the same draws from torch's generator, so a seed gives the same
@@ -57,7 +57,7 @@ class NumpyActor:
         self.layers = [(m.linear, isinstance(a, ReLU)) for m, a in zip(body.mlp[::2], body.mlp[1::2], strict=True)]
         self.gru = None if body.gru is None else body.gru.cell
         self.head = actor.head.linear
-        self._rows: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # (B, N): input buffer, row index
+        self._consts: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # (B, N): agent ids, row numbers
 
     @classmethod
     def of(cls, actor: nn.Module) -> NumpyActor | None:
@@ -84,12 +84,8 @@ class NumpyActor:
              ) -> tuple[Tensor, Tensor, Tensor | None]:
         """:meth:`Policy.step <accord.policy.Policy.step>` on vector observations ``x`` [B, N, F]."""
         B, N, F = x.shape
-        buf, rows = self._buffers(B, N, F)
-        if not self.agent_id:
-            a = x.numpy().reshape(B * N, F)
-        else:
-            buf[..., :F] = x.numpy()  # the agent ids are already in the rest
-            a = buf.reshape(B * N, -1)
+        ids, rows = self._constants(B, N)
+        a = (np.concatenate([x.numpy(), ids], axis=-1) if self.agent_id else x.numpy()).reshape(B * N, -1)
         if self.norm is not None:
             a = self._layer_norm(a)
         for linear, relu in self.layers:
@@ -126,15 +122,13 @@ class NumpyActor:
         out += n
         return out
 
-    def _buffers(self, B: int, N: int, F: int) -> tuple[np.ndarray, np.ndarray]:
-        """A batch size's input buffer [B, N, F + N] (agent ids filled in once; each step reads it before
-        the next writes it) and its row numbers."""
+    def _constants(self, B: int, N: int) -> tuple[np.ndarray, np.ndarray]:
+        """A batch size's one-hot agent ids [B, N, N] and row numbers, made once (read only: threads
+        acting with one policy share them)."""
         key = (B, N)
-        if key not in self._rows:
-            buf = np.empty((B, N, F + N), np.float32)
-            buf[..., F:] = np.eye(N, dtype=np.float32)
-            self._rows[key] = buf, np.arange(B * N)
-        return self._rows[key]
+        if key not in self._consts:
+            self._consts[key] = np.broadcast_to(np.eye(N, dtype=np.float32), (B, N, N)), np.arange(B * N)
+        return self._consts[key]
 
     def _sample(self, out: np.ndarray, avail: np.ndarray, rows: np.ndarray, deterministic: bool
                 ) -> tuple[np.ndarray, np.ndarray]:
