@@ -90,8 +90,8 @@ class Tanh(nn.Tanh):
     - With autograd (training) and in a traced ONNX export: ATen's tanh. In a compiled update the
       rational form was slower: the backward recomputed it (docs/benchmarks.md, "Speed", twelfth round).
     - Compiled, without autograd (acting): :func:`rational_tanh`.
-    - Eager, without autograd (acting, the critic's pass over a batch): ATen's tanh on AVX-512 CPUs,
-      2 sigmoid(2x) - 1 elsewhere (:data:`ATEN_TANH`).
+    - Eager, without autograd (acting on batches over 256 rows, the critic's pass over a batch): ATen's
+      tanh on AVX-512 CPUs, 2 sigmoid(2x) - 1 elsewhere (:data:`ATEN_TANH`).
     """
 
     def forward(self, x: Tensor) -> Tensor:
