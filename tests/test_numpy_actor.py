@@ -127,3 +127,17 @@ def test_torch_acts_with_gradients_and_for_large_batches(monkeypatch):
         assert calls == [1]
         actions, _ = policy.act({"vector": torch.randn(2, N, F)})  # deployment's entry point too
     assert calls == [1, 1] and actions.shape == (2, N)
+
+
+def test_threads_acting_with_one_policy_get_their_own_answers():
+    """A server may act for several callers at once: the numpy step keeps no state between calls."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch.manual_seed(0)
+    policy = _policy("discrete", hidden=16, recurrent=True)
+    inputs = [{"vector": torch.randn(B, N, F)} for _ in range(16)]
+    with torch.no_grad():
+        alone = [policy.act(obs)[0] for obs in inputs]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda obs: policy.act(obs)[0], inputs * 8))
+    assert all(torch.equal(a, b) for a, b in zip(alone * 8, together, strict=True))
