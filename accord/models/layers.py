@@ -83,7 +83,6 @@ def rational_tanh(x: Tensor) -> Tensor:
     return (x * _polynomial(z, _TANH_P) / _polynomial(z, _TANH_Q)).clamp(-1.0, 1.0)
 
 
-
 class Tanh(nn.Tanh):
     """tanh in the cheapest form for where it runs; the forms differ by a few 1e-7.
 

@@ -51,13 +51,12 @@ class NumpyActor:
 
     def __init__(self, actor: Actor) -> None:
         body = actor.body
-        self.actor, self.n_agents, self.discrete = actor, body.ids.shape[0], actor.discrete
-        self.agent_id = body.agent_id
+        self.actor, self.discrete, self.agent_id = actor, actor.discrete, body.agent_id
         self.norm = body.norm if isinstance(body.norm, nn.LayerNorm) else None
         self.layers = [(m.linear, isinstance(a, ReLU)) for m, a in zip(body.mlp[::2], body.mlp[1::2], strict=True)]
         self.gru = None if body.gru is None else body.gru.cell
         self.head = actor.head.linear
-        self._consts: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # (B, N): agent ids, row numbers
+        self._consts: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # batch size: agent ids, row numbers
 
     @classmethod
     def of(cls, actor: nn.Module) -> NumpyActor | None:
@@ -93,7 +92,10 @@ class NumpyActor:
             np.maximum(a, 0.0, out=a) if relu else np.tanh(a, out=a)
         h_next = None
         if self.gru is not None:
-            a = self._gru(a, h.numpy().reshape(B * N, -1), starts.numpy())
+            h, new = h.numpy(), starts.numpy()
+            if new.any():  # zeroed where an episode starts (``MaskedGRU``)
+                h = np.where(new[:, None, None], np.float32(0.0), h)
+            a = self._gru(a, h.reshape(B * N, -1))
             h_next = torch.from_numpy(a).view(B, N, -1)
         out = _linear(self.head.weight, self.head.bias, a)
         act, logp = self._sample(out, avail.numpy().reshape(B * N, -1), rows, deterministic)
@@ -105,11 +107,9 @@ class NumpyActor:
         a *= 1.0 / np.sqrt((a * a).mean(-1, keepdims=True) + np.float32(norm.eps))
         return torch.addcmul(norm.bias, torch.from_numpy(a), norm.weight).numpy()
 
-    def _gru(self, a: np.ndarray, h: np.ndarray, starts: np.ndarray) -> np.ndarray:
-        """``torch.nn.GRUCell`` with the state zeroed where an episode starts (``MaskedGRU``)."""
+    def _gru(self, a: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """``torch.nn.GRUCell``: inputs ``a`` [rows, in], state ``h`` [rows, H]."""
         c = self.gru
-        if starts.any():
-            h = np.where(np.repeat(starts, self.n_agents)[:, None], np.float32(0.0), h)
         gi, gh = _linear(c.weight_ih, c.bias_ih, a), _linear(c.weight_hh, c.bias_hh, h)
         H = h.shape[-1]
         rz = _sigmoid(np.add(gi[:, :2 * H], gh[:, :2 * H], out=gi[:, :2 * H]))
@@ -125,10 +125,9 @@ class NumpyActor:
     def _constants(self, B: int, N: int) -> tuple[np.ndarray, np.ndarray]:
         """A batch size's one-hot agent ids [B, N, N] and row numbers, made once (read only: threads
         acting with one policy share them)."""
-        key = (B, N)
-        if key not in self._consts:
-            self._consts[key] = np.broadcast_to(np.eye(N, dtype=np.float32), (B, N, N)), np.arange(B * N)
-        return self._consts[key]
+        if B not in self._consts:
+            self._consts[B] = np.broadcast_to(np.eye(N, dtype=np.float32), (B, N, N)), np.arange(B * N)
+        return self._consts[B]
 
     def _sample(self, out: np.ndarray, avail: np.ndarray, rows: np.ndarray, deterministic: bool
                 ) -> tuple[np.ndarray, np.ndarray]:
